@@ -1,0 +1,65 @@
+"""Remediation text shared by several checks: one place per piece of advice."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# How to let a VM see VT-x/AMD-V, per outer hypervisor (host.hypervisor names).
+EXPOSE_NESTED = {
+    "kvm": "on the outer KVM host enable nesting (`options kvm_intel nested=1` or `options kvm_amd nested=1` "
+    "in /etc/modprobe.d, then reload the module) and give this VM the host CPU model "
+    "(QEMU `-cpu host`, libvirt `<cpu mode='host-passthrough'/>`)",
+    "qemu": "run the outer QEMU with KVM and nesting (`-accel kvm -cpu host`, `kvm_intel nested=1` / `kvm_amd nested=1` "
+    "on its host); pure emulation (TCG) cannot expose VT-x",
+    "vmware": "power the VM off and tick Processors > 'Virtualize Intel VT-x/EPT or AMD-V/RVI' "
+    "(`vhv.enable = \"TRUE\"` in the .vmx)",
+    "hyperv": "on the Hyper-V host, with the VM off: "
+    "`Set-VMProcessor -VMName <vm> -ExposeVirtualizationExtensions $true`",
+    "virtualbox": "with the VM off: `VBoxManage modifyvm <vm> --nested-hw-virt on`",
+    "xen": "use an HVM guest with `nestedhvm=1` in its domain configuration (PV guests can never use VT-x/AMD-V)",
+    "parallels": "in the VM's Configuration > CPU & Memory > Advanced, enable nested virtualization",
+    "amazon": "use a `*.metal` instance type, or an instance type whose documentation lists nested virtualization",
+    "google": "recreate the VM with `--enable-nested-virtualization` on an Intel-based machine type",
+}
+GENERIC_NESTED = "enable nested virtualization for this VM in the outer hypervisor, or run on bare metal"
+
+INTEL_FIRMWARE = (
+    "Enable 'Intel Virtualization Technology' (VT-x, sometimes 'VMX') in the firmware setup, usually under "
+    "Advanced > CPU Configuration; save, then power the machine fully off and on. While firmware keeps VT-x off "
+    "the kernel hides `vmx` from /proc/cpuinfo (dmesg: 'VMX (outside TXT) disabled by BIOS')."
+)
+AMD_FIRMWARE = (
+    "Enable 'SVM Mode' (AMD-V) in the firmware setup, usually under Advanced > CPU Configuration; save, then "
+    "power the machine fully off and on."
+)
+
+PVM_GUESTS = "kvm_pvm (pagetable-based paravirtual KVM) runs only PVM-enabled Linux guest kernels"
+
+
+def expose_nested(hypervisor: Optional[str]) -> str:
+    return EXPOSE_NESTED.get(hypervisor or "", GENERIC_NESTED)
+
+
+def firmware_advice(vendor: Optional[str]) -> Optional[str]:
+    if vendor == "GenuineIntel":
+        return INTEL_FIRMWARE
+    if vendor in ("AuthenticAMD", "HygonGenuine"):
+        return AMD_FIRMWARE
+    return None
+
+
+def modprobe_option(module: str, option: str) -> str:
+    """Setting a module option persistently, and for a built-in module."""
+    return (
+        f"add `options {module} {option}` to /etc/modprobe.d/kvmready.conf and reload the module "
+        f"(or, when {module} is built in, add `{module}.{option}` to the kernel command line and reboot)"
+    )
+
+
+def sentence(text: str) -> str:
+    """Advice fragments read as sentences when they stand alone."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -1,0 +1,100 @@
+"""Devices around KVM: networking (tun, vhost-net) and the GPU render node."""
+
+from __future__ import annotations
+
+from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
+from kvmready.facts.devices import TUN, VHOST_NET
+from kvmready.model import Outcome
+
+# Kernel drivers of render nodes: real GPUs, virtual GPUs of an outer hypervisor, software.
+HARDWARE_GPU_DRIVERS = ("i915", "xe", "amdgpu", "radeon", "nouveau", "nvidia", "nvidia-drm", "panfrost", "panthor", "msm", "v3d", "etnaviv", "lima", "mgag200", "ast")
+VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo", "bochs-drm", "bochs_drm", "cirrus", "hyperv_drm")
+SOFTWARE_GPU_DRIVERS = ("vgem", "vkms", "simpledrm")
+
+
+def _offline_without_dev(facts) -> bool:
+    return not facts.is_live and facts.captured_live is None and not facts.devices.dev_present
+
+
+def _device_check(facts, path: str, module: str, purpose: str) -> Outcome:
+    node = facts.devices.get(path)
+    evidence = node.evidence()
+    if node.error:
+        return errored(f"cannot stat {path}: {node.error}", evidence)
+    if not node.present:
+        if _offline_without_dev(facts):
+            return skipped(f"the tree has no /dev (device nodes are not captured with {facts.host.origin})", evidence)
+        loaded = facts.modules.has(module)
+        evidence["module_loaded"] = loaded
+        return failed(
+            f"{path} does not exist: {purpose} unavailable",
+            f"`sudo modprobe {module}` (and `echo {module} | sudo tee /etc/modules-load.d/{module}.conf` to keep it); "
+            f"in a container, pass `--device {path}`.",
+            evidence,
+        )
+    if not node.is_expected_char_device:
+        return failed(f"{path} is not the expected character device", f"Remove it and reload the {module} module.", evidence)
+    return passed(f"{path} is present ({purpose})", evidence)
+
+
+def check_tun(facts, policy) -> Outcome:
+    return _device_check(facts, TUN, "tun", "bridged and NAT networking for guests")
+
+
+def check_vhost_net(facts, policy) -> Outcome:
+    return _device_check(facts, VHOST_NET, "vhost_net", "in-kernel virtio-net acceleration")
+
+
+def check_render_node(facts, policy) -> Outcome:
+    devices = facts.devices
+    nodes = devices.render_nodes
+    evidence = {"render_nodes": [node.to_dict() for node in nodes]}
+    if not nodes:
+        if devices.render_error and _offline_without_dev(facts):
+            return skipped(f"neither /dev/dri nor /sys/class/drm was captured with {facts.host.origin}", evidence)
+        evidence["error"] = devices.render_error
+        return failed(
+            "no GPU render node (/dev/dri/renderD*): guests get no 3D acceleration",
+            "Install the GPU's kernel driver (NVIDIA's proprietary driver, amdgpu or i915 come with most distributions) "
+            "and check `ls -l /dev/dri`; add yourself to the `render` group if the node is not accessible.",
+            evidence,
+        )
+    described = ", ".join(f"{node.name} ({node.driver or 'driver unknown'})" for node in nodes)
+    hardware = [node for node in nodes if node.driver in HARDWARE_GPU_DRIVERS]
+    if hardware:
+        return passed(f"GPU render node: {described}", evidence)
+    if any(node.driver in VIRTUAL_GPU_DRIVERS for node in nodes):
+        return warned(
+            f"only a virtual GPU of the outer hypervisor: {described}; 3D goes only as far as it passes through",
+            "For real 3D, run on bare metal or pass a GPU through to this VM.",
+            evidence,
+        )
+    if any(node.driver is None for node in nodes):
+        return warned(f"render node without a known driver: {described}", "Check `ls -l /sys/class/drm/*/device/driver`.", evidence)
+    return warned(
+        f"render node driven by {described}: software rendering, no usable 3D",
+        "Install the kernel driver for the real GPU; a software node (vgem, vkms) cannot accelerate guests.",
+        evidence,
+    )
+
+
+SPECS = (
+    CheckSpec(
+        "devices.tun", "/dev/net/tun", "devices", check_tun,
+        what="/dev/net/tun, the character device 10:200.",
+        why="Bridged and NAT networking for guests create tap interfaces through it.",
+        fix="`sudo modprobe tun`; in a container pass `--device /dev/net/tun`.",
+    ),
+    CheckSpec(
+        "devices.vhost-net", "/dev/vhost-net", "devices", check_vhost_net,
+        what="/dev/vhost-net, the character device 10:238.",
+        why="vhost-net moves virtio-net packet processing into the kernel: faster guest networking.",
+        fix="`sudo modprobe vhost_net`.",
+    ),
+    CheckSpec(
+        "devices.render-node", "GPU render node for 3D", "devices", check_render_node,
+        what="/dev/dri/renderD* (or /sys/class/drm) and the kernel driver behind each node.",
+        why="Workstation's 3D acceleration renders guest graphics on the host GPU through a render node; software rendering gives no usable 3D.",
+        fix="Install the GPU's kernel driver (NVIDIA proprietary, amdgpu, i915).",
+    ),
+)

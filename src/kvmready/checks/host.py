@@ -1,0 +1,105 @@
+"""The host as a whole: the hypervisor it runs under, its distribution."""
+
+from __future__ import annotations
+
+from kvmready.checks import advice
+from kvmready.checks.base import CheckSpec, errored, failed, passed, unreadable, warn_or_fail, warned
+from kvmready.model import Outcome, Target
+
+# os-release ID -> VERSION_ID values (or major versions) listed as Workstation hosts.
+# Sources: Broadcom KB 80807 (Workstation 17.x host list: Ubuntu, RHEL, CentOS,
+# Oracle Linux, openSUSE, SLES) and the Workstation 25H2 notes (Fedora 42, RHEL 10).
+WORKSTATION_HOST_OSES = {
+    "ubuntu": ("20.04", "22.04", "24.04"),
+    "rhel": ("8", "9", "10"),
+    "centos": ("8", "9", "10"),
+    "ol": ("8", "9"),
+    "opensuse-leap": ("15",),
+    "sles": ("15",),
+    "fedora": ("42",),
+}
+WORKSTATION_HOST_OSES_SOURCE = "Broadcom KB 80807 and the Workstation 25H2 release notes"
+
+
+def check_hypervisor(facts, policy) -> Outcome:
+    info = facts.hypervisor
+    evidence = info.evidence()
+    if not info.is_guest:
+        return passed("no hypervisor found: this is bare metal", evidence)
+    name = info.name
+    label = "an unidentified hypervisor" if name == "unknown" else name
+    if name == "xen" and info.xen_role == "dom0":
+        return warn_or_fail(
+            True,
+            "this is Xen's dom0: the Xen hypervisor owns VT-x/AMD-V, so KVM cannot run here",
+            "Boot the machine without Xen (choose the plain Linux entry in the boot menu).",
+            evidence,
+        )
+    cpu = facts.cpu
+    if not cpu.readable:
+        return unreadable("whether nested virtualization is exposed", "/proc/cpuinfo", cpu.error, evidence)
+    exposed = cpu.virtualization in ("vt-x", "amd-v")
+    evidence["nested_exposed"] = exposed
+    if exposed:
+        return warned(
+            f"a VM under {label} with VT-x/AMD-V exposed: guests run nested, expect slower I/O and exits",
+            "For full speed run on bare metal; here, give this VM dedicated CPUs and enough memory.",
+            evidence,
+        )
+    if facts.modules.has("kvm_pvm"):
+        detail = f"KVM works here through kvm_pvm: {advice.PVM_GUESTS}."
+    else:
+        detail = ""
+    return warn_or_fail(
+        policy.needs_hardware_virtualization,
+        f"a VM under {label} that does not expose VT-x/AMD-V to its guests",
+        advice.sentence(advice.expose_nested(name)),
+        evidence,
+        detail=detail,
+    )
+
+
+def check_distribution(facts, policy) -> Outcome:
+    info = facts.os
+    evidence = info.evidence()
+    if info.error:
+        return unreadable("the distribution", "/etc/os-release", info.error)
+    label = info.name or f"{info.id} {info.version_id or ''}".strip()
+    if policy.target is not Target.WORKSTATION:
+        return passed(f"{label}: any distribution with a KVM-enabled kernel works", evidence)
+    versions = WORKSTATION_HOST_OSES.get(info.id or "")
+    evidence["supported_hosts"] = {os_id: list(v) for os_id, v in WORKSTATION_HOST_OSES.items()}
+    evidence["supported_hosts_source"] = WORKSTATION_HOST_OSES_SOURCE
+    if versions is None:
+        related = [like for like in info.id_like if like in WORKSTATION_HOST_OSES]
+        based = f" (it is based on {', '.join(related)})" if related else ""
+        return warned(
+            f"{label} is not on the list of Workstation host systems{based}; Workstation may still run",
+            "Expect to build and test on your own; the supported hosts are "
+            + ", ".join(sorted(WORKSTATION_HOST_OSES)) + ".",
+            evidence,
+        )
+    version = info.version_id or ""
+    if any(version == listed or version.startswith(listed + ".") for listed in versions):
+        return passed(f"{label} is a listed Workstation host", evidence)
+    return warned(
+        f"{label}: version {version or 'unknown'} is not a listed Workstation host (listed: {', '.join(versions)})",
+        f"Prefer a listed release of {info.id}: {', '.join(versions)}.",
+        evidence,
+    )
+
+
+SPECS = (
+    CheckSpec(
+        "host.hypervisor", "Nested: the hypervisor this host runs under", "host", check_hypervisor,
+        what="Whether this host is itself a VM (cpuinfo hypervisor flag, DMI, /sys/hypervisor, /proc/xen, /proc/sysinfo, device tree, clocksource, virtual PCI devices), which hypervisor, and whether it exposes VT-x/AMD-V.",
+        why="Inside a VM, KVM needs the outer hypervisor to expose nested virtualization, and guests run slower.",
+        fix="Expose nested virtualization in the outer hypervisor, or run on bare metal.",
+    ),
+    CheckSpec(
+        "host.distribution", "Host distribution", "host", check_distribution,
+        what="The distribution from /etc/os-release, compared with the host systems VMware lists for Workstation.",
+        why="Outside the list Workstation may work, but VMware does not test it.",
+        fix="Use a listed distribution release for a supported setup.",
+    ),
+)

@@ -1,0 +1,128 @@
+"""Static KVM checks: the module that provides KVM, /dev/kvm, nesting."""
+
+from __future__ import annotations
+
+from kvmready.checks import advice
+from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
+from kvmready.facts.devices import KVM
+from kvmready.facts.modules import PROC_MODULES
+from kvmready.model import Outcome
+
+VENDOR_MODULES = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+
+
+def _vendor_module(facts) -> str:
+    vendor = getattr(facts.cpu, "vendor", None)
+    return VENDOR_MODULES.get(vendor or "", "kvm_intel or kvm_amd")
+
+
+def check_module(facts, policy) -> Outcome:
+    table = facts.modules
+    evidence = {"sources": table.sources()}
+    if not table.known:
+        return errored(f"cannot tell which modules are loaded: {PROC_MODULES} and /sys/module unreadable", evidence)
+    provider = facts.kvm_module
+    if provider is not None:
+        module = table.get(provider)
+        evidence.update(module=module.to_dict(), kvm=table.get("kvm").to_dict() if table.has("kvm") else None)
+        how = "built into the kernel" if module.builtin else f"loaded ({module.state})"
+        if provider == "kvm" and facts.arch.name in ("x86_64", "i686"):
+            wanted = _vendor_module(facts)
+            return failed(
+                f"kvm is {how}, but no vendor module (kvm_intel, kvm_amd, kvm_pvm) provides it",
+                f"Load the module for this CPU: `sudo modprobe {wanted}`. If it fails with 'Operation not supported', "
+                "virtualization is off in firmware (see cpu.virtualization).",
+                evidence,
+            )
+        return passed(f"{provider} provides KVM, {how}", evidence)
+    if facts.arch.name not in ("x86_64", "i686", None):
+        return failed(
+            "no KVM module: the kernel has no KVM loaded or built in",
+            "Load it: `sudo modprobe kvm` (or build the kernel with CONFIG_KVM).",
+            evidence,
+        )
+    wanted = _vendor_module(facts)
+    return failed(
+        "no KVM module: neither kvm nor a vendor module is loaded or built in",
+        f"Load it now with `sudo modprobe {wanted.split(' ')[0]}`, and at every boot with "
+        f"`echo {wanted.split(' ')[0]} | sudo tee /etc/modules-load.d/kvm.conf`.",
+        evidence,
+    )
+
+
+def check_device(facts, policy) -> Outcome:
+    devices = facts.devices
+    node = devices.get(KVM)
+    evidence = node.evidence()
+    if node.error:
+        return errored(f"cannot stat {KVM}: {node.error}", evidence)
+    if not node.present:
+        if not facts.is_live and facts.captured_live is None and not devices.dev_present:
+            return skipped(f"the tree has no /dev (device nodes are not captured with {facts.host.origin}); kvm.module tells whether the kernel provides KVM", evidence)
+        return failed(f"{KVM} does not exist", _missing_device_fix(facts), evidence)
+    if not node.is_expected_char_device:
+        found = node.node.kind if node.node.kind != "char" else f"char {node.node.major}:{node.node.minor}"
+        return failed(
+            f"{KVM} is not the KVM device (found {found}, expected char 10:232)",
+            f"Remove the stray {KVM} and let udev recreate it (`sudo rm {KVM} && sudo udevadm trigger`), or reboot.",
+            evidence,
+        )
+    return passed(f"{KVM} is the KVM character device (10:232, mode {node.node.mode:04o})", evidence)
+
+
+def _missing_device_fix(facts) -> str:
+    if any(facts.host.exists(marker) for marker in CONTAINER_MARKERS):
+        return f"This is a container: start it with `--device {KVM}` (Docker/Podman) so the host's KVM device is passed in."
+    if facts.kvm_module is None:
+        return f"Load the KVM module first (see kvm.module); it creates {KVM}."
+    return (
+        f"The module is present but the node is not: recreate it with `sudo mknod {KVM} c 10 232` and fix its "
+        "permissions, or check that udev runs (`sudo udevadm trigger --subsystem-match=misc`)."
+    )
+
+
+def check_nested(facts, policy) -> Outcome:
+    module = next((name for name in ("kvm_intel", "kvm_amd") if facts.modules.has(name)), None)
+    if module is None:
+        return skipped("no kvm_intel or kvm_amd here, so no nested parameter to read", {"kvm_module": facts.kvm_module})
+    params = facts.module_params(module)
+    path = params.path("nested")
+    value = params.get("nested")
+    evidence = {"source": path, "value": value}
+    if value is None:
+        reason = params.errors.get("nested") or params.error or "no such parameter"
+        evidence["error"] = reason
+        return warned(f"cannot read {path} ({reason})", "Run as a user who can read the parameter, or check `cat " + path + "` as root.", evidence)
+    enabled = params.flag("nested")
+    if enabled:
+        return passed(f"{module} nested={value}: guests can run their own hypervisors (Hyper-V, VBS, WSL2)", evidence)
+    if enabled is None:
+        return warned(f"{module} nested has an unexpected value {value!r}", None, evidence)
+    return warned(
+        f"{module} nested={value}: guests cannot use VT-x/AMD-V (Windows VBS, WSL2, Hyper-V, Docker Desktop inside a guest)",
+        advice.sentence(advice.modprobe_option(module, "nested=1") + "; no VM may be running while it reloads"),
+        evidence,
+    )
+
+
+SPECS = (
+    CheckSpec(
+        "kvm.module", "KVM kernel module", "kvm", check_module,
+        what="kvm and the module that provides it (kvm_intel, kvm_amd, kvm_pvm, …), loaded (/proc/modules) or built in (/sys/module, which is all there is on a monolithic kernel).",
+        why="Without the vendor module there is no /dev/kvm.",
+        fix="`sudo modprobe kvm_intel` or `sudo modprobe kvm_amd`, and list it in /etc/modules-load.d/ to load at boot.",
+    ),
+    CheckSpec(
+        "kvm.device", "/dev/kvm device node", "kvm", check_device,
+        what="/dev/kvm exists and is the KVM character device 10:232.",
+        why="Every KVM user opens /dev/kvm; its absence means no module, no udev, or a container without the device passed in.",
+        fix="Load the module; in a container pass `--device /dev/kvm`.",
+    ),
+    CheckSpec(
+        "kvm.nested", "Nested virtualization for guests", "kvm", check_nested,
+        what="The `nested` parameter of kvm_intel/kvm_amd (Y or 1; kvm_amd reports 1).",
+        why="Guests that run a hypervisor themselves (Windows with VBS or WSL2, Hyper-V, Docker Desktop) need nested virtualization.",
+        fix="`options kvm_intel nested=1` (or kvm_amd) in /etc/modprobe.d, then reload the module.",
+    ),
+)

@@ -1,0 +1,252 @@
+"""Live KVM checks: the current user opens /dev/kvm, the API answers, a VM and a guest run."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from kvmready.checks.base import CheckSpec, failed, passed, skipped
+from kvmready.facts.devices import KVM
+from kvmready.model import Outcome
+
+EXPECTED_API_VERSION = 12
+UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
+UDEV_RULE_FILE = "/etc/udev/rules.d/99-kvmready-kvm.rules"
+HYPERVISOR_DRIVERS = ("vboxdrv", "vmmon", "vboxnetflt", "vboxnetadp")
+
+
+def _user(facts) -> dict:
+    credentials = facts.live.credentials
+    groups = facts.groups
+    return {
+        "uid": credentials.uid,
+        "username": credentials.username,
+        "groups": sorted(groups.name_of(gid) for gid in set(credentials.groups) | {credentials.gid}),
+    }
+
+
+def check_access(facts, policy) -> Outcome:
+    live = facts.live
+    probe = live.kvm
+    node = facts.devices.get(KVM).node
+    evidence = {"device": probe.device, "user": _user(facts), "acl": live.device_acl}
+    if node is not None:
+        evidence.update(owner=node.uid, group=facts.groups.name_of(node.gid), mode=f"{node.mode:04o}")
+    if probe.opened:
+        return passed(f"{evidence['user']['username'] or 'uid ' + str(live.credentials.uid)} can open {KVM} read-write", evidence)
+    error = probe.open_error
+    evidence["error"] = error.to_dict()
+    if error.errno_name == "ENOENT":
+        return failed(f"{KVM} does not exist (see kvm.device)", "Load the KVM module (see kvm.module); it creates the device.", evidence)
+    if error.errno_name in ("EACCES", "EPERM"):
+        return failed(_denied_summary(facts, node), _access_fix(facts, node, evidence), evidence)
+    if error.errno_name in ("ENXIO", "ENODEV"):
+        return failed(
+            f"{KVM} exists but no driver answers it ({error.errno_name}): the KVM module is not loaded",
+            "Load the KVM module (see kvm.module), then recreate the node if needed (`sudo udevadm trigger --name-match=kvm`).",
+            evidence,
+        )
+    return failed(f"opening {KVM} failed: {error.message} ({error.errno_name})", None, evidence)
+
+
+def _denied_summary(facts, node) -> str:
+    who = facts.live.credentials.username or f"uid {facts.live.credentials.uid}"
+    if node is None:
+        return f"{who} may not open {KVM} (permission denied)"
+    return f"{who} may not open {KVM} (owner {node.uid}, group {facts.groups.name_of(node.gid)}, mode {node.mode:04o})"
+
+
+def _access_fix(facts, node, evidence: dict) -> str:
+    credentials = facts.live.credentials
+    groups = facts.groups
+    group = groups.by_gid(node.gid) if node is not None else None
+    group_can_write = node is not None and node.mode & 0o060 == 0o060 and node.gid != 0
+    steps: List[str] = []
+    if not group_can_write:
+        steps.append(
+            f"give the kvm group read-write access with a udev rule: "
+            f"`echo '{UDEV_RULE}' | sudo tee {UDEV_RULE_FILE}` then "
+            "`sudo udevadm control --reload-rules && sudo udevadm trigger --name-match=kvm` "
+            "(create the group first if needed: `sudo groupadd --system kvm`)"
+        )
+        group_name = "kvm"
+    else:
+        group_name = group.name if group else str(node.gid)
+    member_on_disk = _listed_member(groups, group_name, credentials.username)
+    in_session = group is not None and (group.gid in credentials.groups or group.gid == credentials.gid)
+    evidence["group_membership"] = {"group": group_name, "listed_in_etc_group": member_on_disk, "in_this_session": in_session}
+    if member_on_disk and not in_session:
+        steps.append(
+            f"you are in the {group_name} group in /etc/group but this session started before that: "
+            f"log out and back in (or run `newgrp {group_name}`)"
+        )
+    elif not member_on_disk:
+        steps.append(f"add yourself to the group: `sudo usermod -aG {group_name} $USER`, then log out and back in")
+    return " ".join(f"{index}. {step[0].upper()}{step[1:]}." for index, step in enumerate(steps, 1))
+
+
+def _listed_member(groups, group_name: str, username: Optional[str]) -> bool:
+    group = groups.by_name.get(group_name)
+    return bool(group and username and username in group.members)
+
+
+def _needs_open(facts) -> Optional[Outcome]:
+    probe = facts.live.kvm
+    if not probe.opened:
+        return skipped(f"needs {KVM} open, which failed (see kvm.access)", {"error": probe.open_error.to_dict()})
+    return None
+
+
+def check_api(facts, policy) -> Outcome:
+    blocked = _needs_open(facts)
+    if blocked:
+        return blocked
+    probe = facts.live.kvm
+    evidence = {"ioctl": "KVM_GET_API_VERSION", "device": probe.device}
+    if probe.api_error:
+        evidence["error"] = probe.api_error.to_dict()
+        return failed(
+            f"KVM_GET_API_VERSION failed ({probe.api_error.errno_name}): {probe.device} does not answer like KVM",
+            f"Check that {KVM} is the KVM device (see kvm.device) and that the KVM module is loaded.",
+            evidence,
+        )
+    evidence.update(api_version=probe.api_version, expected=EXPECTED_API_VERSION)
+    if probe.api_version != EXPECTED_API_VERSION:
+        return failed(
+            f"KVM API version {probe.api_version}; every KVM user requires {EXPECTED_API_VERSION}",
+            "This kernel's KVM predates the stable API (2.6.22): upgrade the kernel.",
+            evidence,
+        )
+    return passed(f"KVM API version {EXPECTED_API_VERSION}", evidence)
+
+
+def check_capabilities(facts, policy) -> Outcome:
+    blocked = _needs_open(facts) or _needs_api(facts)
+    if blocked:
+        return blocked
+    probe = facts.live.kvm
+    evidence = {
+        "ioctl": "KVM_CHECK_EXTENSION",
+        "scope": probe.capability_scope,
+        "values": dict(sorted(probe.capabilities.items())),
+        "numbers": dict(sorted(probe.capability_numbers.items())),
+        "errors": {name: failure.to_dict() for name, failure in probe.capability_errors.items()},
+        "required": dict(policy.required_capabilities),
+    }
+    missing = [name for name in policy.required_capabilities if probe.capabilities.get(name, 0) <= 0]
+    evidence["missing"] = missing
+    count = len(probe.capabilities)
+    if missing:
+        reasons = "; ".join(f"{name} ({policy.required_capabilities[name]})" for name in missing)
+        return failed(
+            f"{len(missing)} needed capabilit{'y' if len(missing) == 1 else 'ies'} absent: {reasons}",
+            "Boot a newer kernel whose KVM offers them (see kernel.version); on a paravirtual or nested KVM they may never be offered.",
+            evidence,
+        )
+    return passed(
+        f"all {len(policy.required_capabilities)} needed capabilities present ({count} queried on the {probe.capability_scope} fd)",
+        evidence,
+    )
+
+
+def _needs_api(facts) -> Optional[Outcome]:
+    probe = facts.live.kvm
+    if probe.api_error or probe.api_version != EXPECTED_API_VERSION:
+        return skipped("needs a working KVM API (see kvm.api)")
+    return None
+
+
+def check_create_vm(facts, policy) -> Outcome:
+    blocked = _needs_open(facts) or _needs_api(facts)
+    if blocked:
+        return blocked
+    probe = facts.live.kvm
+    evidence = {"ioctl": "KVM_CREATE_VM", "device": probe.device}
+    if probe.vm_created:
+        return passed("KVM_CREATE_VM created a VM", evidence)
+    error = probe.create_vm_error
+    evidence["error"] = error.to_dict()
+    if error.errno_name == "EBUSY":
+        drivers = [name for name in HYPERVISOR_DRIVERS if _has_module(facts, name)]
+        evidence["other_hypervisor_modules"] = drivers
+        named = f" ({', '.join(drivers)} loaded)" if drivers else ""
+        return failed(
+            f"KVM_CREATE_VM: EBUSY, another hypervisor holds VT-x/AMD-V{named}",
+            "Power off VirtualBox or legacy VMware VMs and unload their drivers "
+            "(`sudo modprobe -r vboxnetadp vboxnetflt vboxdrv`, or `sudo modprobe -r vmnet vmmon`); "
+            "see conflicts.virtualbox and conflicts.vmware-vmmon for a lasting fix.",
+            evidence,
+        )
+    fixes = {
+        "ENOMEM": "Free memory (or raise the memory cgroup limit) and try again.",
+        "EPERM": "A seccomp filter or security module forbids KVM here (common in sandboxes): allow the KVM ioctls.",
+        "EACCES": "A security module forbids KVM here: allow the KVM ioctls.",
+        "EINVAL": "The kernel rejected the default VM type: the KVM module may be half-initialised; reload it.",
+    }
+    return failed(f"KVM_CREATE_VM failed: {error.message} ({error.errno_name})", fixes.get(error.errno_name), evidence)
+
+
+def _has_module(facts, name: str) -> bool:
+    try:
+        return facts.modules.has(name)
+    except Exception:
+        return False
+
+
+def check_guest(facts, policy) -> Outcome:
+    probe = facts.live.kvm
+    if not probe.vm_created:
+        return skipped("needs a VM (see kvm.create-vm)")
+    if probe.guest_error:
+        return failed(
+            f"setting up the guest failed: {probe.guest_error}",
+            "KVM created a VM but could not run a vCPU; check `dmesg` for KVM errors.",
+            {"error": probe.guest_error.to_dict()},
+        )
+    guest = probe.guest
+    evidence = guest.to_dict()
+    evidence["duration_ms"] = round(guest.duration_ns / 1e6, 3)
+    if guest.ok:
+        return passed(
+            f"a real-mode guest wrote 0x{guest.byte:02X} ('{chr(guest.byte)}') to port 0x{guest.port:x} and halted "
+            f"in {guest.duration_ns / 1e6:.2f} ms ({guest.runs} KVM_RUN calls)",
+            evidence,
+        )
+    return failed(
+        f"the guest did not run as expected: {guest.problem}",
+        "KVM accepts VMs but cannot run guest code correctly; check `dmesg` for KVM errors and the hardware-MMU settings.",
+        evidence,
+    )
+
+
+SPECS = (
+    CheckSpec(
+        "kvm.access", "/dev/kvm opens for the current user", "kvm", check_access, live=True,
+        what="Opens /dev/kvm read-write as the user running kvmready (so ACLs and groups count), and explains a refusal with owner, group, mode and the user's groups.",
+        why="Hypervisors run as the desktop user; a device only root can open is useless to them, yet kvm-ok says 'can be used'.",
+        fix="`sudo usermod -aG kvm $USER` and log in again; where the device is not group-writable, a udev rule giving the kvm group mode 0660.",
+    ),
+    CheckSpec(
+        "kvm.api", "KVM API version", "kvm", check_api, live=True,
+        what="KVM_GET_API_VERSION on /dev/kvm returns 12.",
+        why="The KVM documentation tells applications to refuse any other value.",
+        fix="A kernel from 2.6.22 on; a different answer means the device is not KVM.",
+    ),
+    CheckSpec(
+        "kvm.capabilities", "KVM capabilities", "kvm", check_capabilities, live=True,
+        what="KVM_CHECK_EXTENSION for the capabilities a VMware-style front end relies on (user memory, IRQ chip and split IRQ chip, vCPU and memory-slot limits, user-space MSR exits, hypercall exits, nested state, XSAVE2 …), each with its value.",
+        why="A KVM without them cannot host Workstation's virtual hardware model even though simple VMs run.",
+        fix="A newer kernel; paravirtual or nested KVM may not offer some of them at all.",
+    ),
+    CheckSpec(
+        "kvm.create-vm", "KVM creates a VM", "kvm", check_create_vm, live=True,
+        what="KVM_CREATE_VM on /dev/kvm.",
+        why="EBUSY here means another hypervisor (VirtualBox, legacy VMware vmmon) holds VT-x/AMD-V, so KVM cannot start VMs.",
+        fix="Stop the other hypervisor's VMs and unload its driver.",
+    ),
+    CheckSpec(
+        "kvm.guest", "A real guest runs", "kvm", check_guest, live=True,
+        what="Builds a one-page real-mode guest with one vCPU, runs it (bounded KVM_RUN calls, a timer guard) and checks that it wrote 'K' to port 0x3f8 and halted.",
+        why="Only running guest code proves KVM works end to end; peers stop at 'the device exists'.",
+        fix="Check `dmesg` for KVM errors; see the other kvm.* checks.",
+    ),
+)

@@ -1,0 +1,105 @@
+"""VMware guest support in KVM: the backdoor VMware Tools talk through.
+
+The per-VM capabilities from VMware's KVM patch series are not in any
+released kernel (up to 6.18; the numbers the series proposed, 239-241, now
+mean ARM/RISC-V capabilities), so `VMWARE_CAPABILITIES` is empty and the
+check rests on the system-wide `kvm.enable_vmware_backdoor` parameter.  When
+a release defines them, add one row per capability below: the live probe
+then queries it on kernels from that release on, and this check prefers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from kvmready.checks import advice
+from kvmready.checks.base import CheckSpec, passed, skipped, warned
+from kvmready.facts.kernel import Version, format_version
+from kvmready.model import Outcome
+
+
+@dataclass(frozen=True)
+class VmwareCapability:
+    name: str
+    number: int
+    first_release: Version  # the first kernel release whose uapi defines it
+    enables: str
+
+
+VMWARE_CAPABILITIES: Tuple[VmwareCapability, ...] = ()
+
+BACKDOOR_PARAM = "enable_vmware_backdoor"
+TOOLS_FEATURES = (
+    "VMware Tools (open-vm-tools) reach the host through the backdoor I/O ports 0x5658/0x5659: "
+    "time synchronisation, guest information, copy and paste, drag and drop, display resizing, "
+    "shared folders, graceful shutdown, the absolute mouse (vmmouse) and the VMware pseudo performance counters"
+)
+
+
+def capabilities_for(version) -> Tuple[VmwareCapability, ...]:
+    """The VMware capabilities a kernel of this version defines (never guessed from numbers alone)."""
+    if version is None:
+        return ()
+    return tuple(cap for cap in VMWARE_CAPABILITIES if version >= cap.first_release)
+
+
+def check_backdoor(facts, policy) -> Outcome:
+    if facts.arch.name not in ("x86_64", "i686"):
+        return skipped(f"not applicable on {facts.arch.name}: the VMware backdoor is an x86 interface")
+    per_vm = _per_vm_capabilities(facts)
+    if per_vm is not None:
+        return per_vm
+    params = facts.module_params("kvm")
+    path = params.path(BACKDOOR_PARAM)
+    value = params.get(BACKDOOR_PARAM)
+    evidence = {"source": path, "value": value, "per_vm_capabilities_defined": [cap.name for cap in VMWARE_CAPABILITIES]}
+    fix = (
+        f"{advice.sentence(advice.modprobe_option('kvm', 'enable_vmware_backdoor=1'))} "
+        "The setting is read only when the module loads, applies to every VM, and costs a little speed "
+        "(KVM intercepts #GP to emulate the port accesses)."
+    )
+    if value is None:
+        reason = params.errors.get(BACKDOOR_PARAM) or params.error or "no such parameter"
+        evidence["error"] = reason
+        if not facts.modules.has("kvm"):
+            return skipped("KVM is not loaded, so its VMware backdoor setting cannot be read (see kvm.module)", evidence)
+        return warned(f"this kernel's KVM has no VMware backdoor support ({path}: {reason})", "Use a kernel with KVM from 4.16 on.", evidence, detail=TOOLS_FEATURES + ".")
+    if params.flag(BACKDOOR_PARAM):
+        return passed(f"kvm.{BACKDOOR_PARAM}={value}: VMware Tools can reach the host", evidence, detail=TOOLS_FEATURES + ".")
+    return warned(
+        f"kvm.{BACKDOOR_PARAM}={value}: VMware Tools in guests cannot reach the host",
+        fix,
+        evidence,
+        detail=TOOLS_FEATURES + ". No released kernel offers the per-VM VMware capabilities yet, so the system-wide parameter decides.",
+    )
+
+
+def _per_vm_capabilities(facts):
+    kernel = facts.kernel
+    defined = capabilities_for(kernel.version)
+    if not defined:
+        return None
+    live = facts.live
+    evidence = {
+        "kernel": kernel.release,
+        "defined": {cap.name: {"number": cap.number, "since": format_version(cap.first_release)} for cap in defined},
+    }
+    if live is None or not live.kvm.opened:
+        return None  # cannot ask the kernel: fall back to the module parameter
+    values = {cap.name: live.kvm.capabilities.get(cap.name, 0) for cap in defined}
+    evidence["values"] = values
+    offered = [name for name, value in values.items() if value > 0]
+    if len(offered) == len(defined):
+        return passed("the kernel offers per-VM VMware support: " + ", ".join(offered), evidence)
+    return None
+
+
+SPECS = (
+    CheckSpec(
+        "vmware.backdoor", "VMware guest support in KVM", "vmware", check_backdoor,
+        what="The per-VM VMware capabilities where the running kernel defines them, else the system-wide kvm.enable_vmware_backdoor parameter.",
+        why=TOOLS_FEATURES + "; without the backdoor those features stop working.",
+        fix="`options kvm enable_vmware_backdoor=1` in /etc/modprobe.d (or `kvm.enable_vmware_backdoor=1` on the kernel command line when KVM is built in), then reload KVM or reboot.",
+    ),
+)

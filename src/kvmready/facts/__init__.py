@@ -1,0 +1,164 @@
+"""Facts: everything kvmready knows about a host, each source parsed once.
+
+Facts are computed on first use and then kept, so `--only kvm.device` reads
+only what that check needs.  A parser that crashes keeps its exception, and
+every check that needs that fact reports `error` with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+from kvmready.facts import (
+    accounts,
+    cpuinfo,
+    devices,
+    firmware,
+    hypervisor,
+    kernel,
+    memory,
+    modules,
+    osinfo,
+)
+from kvmready.facts.live import LiveFacts
+from kvmready.host import Host, ReadError
+
+HOSTNAME = "/proc/sys/kernel/hostname"
+# The modules whose parameters checks read (vendor module first).
+KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_pr")
+
+
+class Facts:
+    def __init__(
+        self,
+        host: Host,
+        live_system: Any = None,
+        captured_live: Optional[LiveFacts] = None,
+        vm_dir: Optional[str] = None,
+        offline_reason: Optional[str] = None,
+    ) -> None:
+        self.host = host
+        self.live_system = live_system
+        self.captured_live = captured_live
+        self.vm_dir = vm_dir
+        self._offline_reason = offline_reason
+        self._memo: Dict[str, Any] = {}
+
+    def _get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, compute())
+            except Exception as error:  # kept, so every user of this fact sees the same error
+                self._memo[key] = (False, error)
+        ok, value = self._memo[key]
+        if not ok:
+            raise value
+        return value
+
+    # -- static facts, from the host's files --------------------------------
+    @property
+    def cpu(self) -> cpuinfo.CpuInfo:
+        return self._get("cpu", lambda: cpuinfo.collect(self.host))
+
+    @property
+    def kernel(self) -> kernel.KernelInfo:
+        return self._get("kernel", lambda: kernel.collect(self.host))
+
+    @property
+    def arch(self) -> kernel.ArchInfo:
+        def compute() -> kernel.ArchInfo:
+            return kernel.detect_arch(self.host, self._safe(lambda: self.cpu.arch_hint), self._safe(lambda: self.kernel.release))
+
+        return self._get("arch", compute)
+
+    @property
+    def modules(self) -> modules.ModuleTable:
+        return self._get("modules", lambda: modules.collect(self.host))
+
+    def module_params(self, name: str) -> modules.ModuleParams:
+        return self._get(f"params:{name}", lambda: modules.read_params(self.host, name))
+
+    @property
+    def devices(self) -> devices.DeviceFacts:
+        return self._get("devices", lambda: devices.collect(self.host))
+
+    @property
+    def memory(self) -> memory.MemoryInfo:
+        return self._get("memory", lambda: memory.collect(self.host))
+
+    @property
+    def os(self) -> osinfo.OsInfo:
+        return self._get("os", lambda: osinfo.collect(self.host))
+
+    @property
+    def hypervisor(self) -> hypervisor.HypervisorInfo:
+        flag = self._safe(lambda: "hypervisor" in self.cpu.flags) or False
+        return self._get("hypervisor", lambda: hypervisor.collect(self.host, flag, self.cpuid_signature))
+
+    @property
+    def cpuid_signature(self) -> Optional[str]:
+        """CPUID leaf 0x40000000 of the machine itself (live or captured); None when unknown."""
+        if self.captured_live is not None:
+            return self.captured_live.cpuid_signature
+        if self.live_system is None:
+            return None
+        return self._get("cpuid", lambda: self.live_system.cpuid_signature())
+
+    @property
+    def firmware(self) -> firmware.FirmwareInfo:
+        return self._get("firmware", lambda: firmware.collect(self.host))
+
+    @property
+    def groups(self) -> accounts.GroupTable:
+        return self._get("groups", lambda: accounts.collect(self.host))
+
+    @property
+    def hostname(self) -> Optional[str]:
+        def compute() -> Optional[str]:
+            try:
+                return self.host.read_value(HOSTNAME) or None
+            except ReadError:
+                return None
+
+        return self._get("hostname", compute)
+
+    @property
+    def kvm_module(self) -> Optional[str]:
+        """The module that provides KVM: the vendor module if any, else `kvm` itself."""
+        table = self.modules
+        for name in KVM_VENDOR_MODULES:
+            if table.has(name):
+                return name
+        return "kvm" if table.has("kvm") else None
+
+    # -- live facts -----------------------------------------------------------
+    @property
+    def is_live(self) -> bool:
+        return self.live_system is not None
+
+    @property
+    def live(self) -> Optional[LiveFacts]:
+        """Observed now (live), replayed (snapshot), or None (offline tree)."""
+        if self.captured_live is not None:
+            return self.captured_live
+        if self.live_system is None:
+            return None
+
+        def compute() -> LiveFacts:
+            from kvmready.facts import live
+
+            vendor = self._safe(lambda: self.cpu.vendor)
+            return live.probe(self.live_system, vendor=vendor, vm_dir=self.vm_dir)
+
+        return self._get("live", compute)
+
+    @property
+    def offline_reason(self) -> str:
+        return self._offline_reason or f"offline analysis of {self.host.origin}: live probes do not run on a foreign tree"
+
+    @staticmethod
+    def _safe(compute: Callable[[], Any]) -> Any:
+        try:
+            return compute()
+        except Exception:
+            return None

@@ -1,0 +1,44 @@
+"""Memory from /proc/meminfo (of the host's own tree, never the analysing machine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from kvmready.host import Host, ReadError
+
+MEMINFO = "/proc/meminfo"
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    total_bytes: Optional[int] = None
+    available_bytes: Optional[int] = None
+    error: Optional[str] = None
+
+    def evidence(self) -> dict:
+        data = {"source": MEMINFO, "total_bytes": self.total_bytes, "available_bytes": self.available_bytes}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def collect(host: Host) -> MemoryInfo:
+    try:
+        text = host.read_text(MEMINFO)
+    except ReadError as exc:
+        return MemoryInfo(error=exc.reason)
+    return parse(text)
+
+
+def parse(text: str) -> MemoryInfo:
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            unit = fields[1].lower() if len(fields) > 1 else ""
+            values[key.strip()] = int(fields[0]) * (1024 if unit == "kb" else 1)
+    if "MemTotal" not in values:
+        return MemoryInfo(error="no MemTotal line")
+    return MemoryInfo(values["MemTotal"], values.get("MemAvailable"))

@@ -1,0 +1,140 @@
+"""Kernel modules: loaded ones from /proc/modules, built-in ones from /sys/module.
+
+`/proc/modules` is missing on monolithic kernels (or with `nomodule`), and it
+never lists built-in code.  `/sys/module/<name>` exists for every loaded
+module and for built-in code that has parameters; only loadable modules have
+an `initstate` file there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional
+
+from kvmready.host import Host, ReadError
+
+PROC_MODULES = "/proc/modules"
+SYS_MODULE = "/sys/module"
+PROC_MODULES_LIMIT = 4 * 1024 * 1024
+
+
+def module_name(name: str) -> str:
+    """The kernel treats `-` and `_` alike in module names; sysfs shows `_`."""
+    return name.strip().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    state: str  # live, loading, unloading, builtin
+    source: str  # PROC_MODULES or SYS_MODULE
+
+    @property
+    def builtin(self) -> bool:
+        return self.state == "builtin"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "state": self.state, "source": self.source}
+
+
+@dataclass(frozen=True)
+class ModuleTable:
+    modules: Mapping[str, Module] = field(default_factory=dict)
+    proc_modules_error: Optional[str] = None
+    sys_module_error: Optional[str] = None
+
+    @property
+    def known(self) -> bool:
+        """At least one source could be read, so an absent module is really absent."""
+        return self.proc_modules_error is None or self.sys_module_error is None
+
+    def get(self, name: str) -> Optional[Module]:
+        return self.modules.get(module_name(name))
+
+    def has(self, name: str) -> bool:
+        return module_name(name) in self.modules
+
+    def sources(self) -> dict:
+        return {
+            PROC_MODULES: self.proc_modules_error or "read",
+            SYS_MODULE: self.sys_module_error or "read",
+        }
+
+
+def collect(host: Host) -> ModuleTable:
+    modules: Dict[str, Module] = {}
+    proc_error = sys_error = None
+    try:
+        for line in host.read_text(PROC_MODULES, PROC_MODULES_LIMIT).splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[0].replace("_", "").replace("-", "").isalnum():
+                name = module_name(fields[0])
+                modules[name] = Module(name, fields[4].lower(), PROC_MODULES)
+    except ReadError as exc:
+        proc_error = exc.reason
+    try:
+        entries = host.list_dir(SYS_MODULE)
+    except ReadError as exc:
+        sys_error = exc.reason
+        entries = []
+    for entry in entries:
+        name = module_name(entry)
+        if name in modules:
+            continue
+        # With /proc/modules read, what it does not list is built in; otherwise ask sysfs.
+        state = "builtin" if proc_error is None else _sys_state(host, entry)
+        modules[name] = Module(name, state, SYS_MODULE)
+    return ModuleTable(modules=modules, proc_modules_error=proc_error, sys_module_error=sys_error)
+
+
+def _sys_state(host: Host, entry: str) -> str:
+    try:
+        return host.read_value(f"{SYS_MODULE}/{entry}/initstate").lower() or "live"
+    except ReadError:
+        return "builtin"
+
+
+@dataclass(frozen=True)
+class ModuleParams:
+    module: str
+    values: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)  # parameter -> why unreadable
+    error: Optional[str] = None  # the parameters directory itself
+
+    def get(self, name: str) -> Optional[str]:
+        return self.values.get(name)
+
+    def flag(self, name: str) -> Optional[bool]:
+        """Y/N/1/0 as a bool: `kvm_amd` says `1` where `kvm_intel` says `Y`."""
+        return parse_bool(self.values.get(name))
+
+    def path(self, name: str) -> str:
+        return f"{SYS_MODULE}/{self.module}/parameters/{name}"
+
+
+def parse_bool(value: Optional[str]) -> Optional[bool]:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("y", "1", "yes", "on", "true"):
+        return True
+    if text in ("n", "0", "no", "off", "false"):
+        return False
+    return None
+
+
+def read_params(host: Host, module: str) -> ModuleParams:
+    module = module_name(module)
+    directory = f"{SYS_MODULE}/{module}/parameters"
+    try:
+        names = host.list_dir(directory)
+    except ReadError as exc:
+        return ModuleParams(module, error=exc.reason)
+    values: Dict[str, str] = {}
+    errors: Dict[str, str] = {}
+    for name in names:
+        try:
+            values[name] = host.read_value(f"{directory}/{name}")
+        except ReadError as exc:  # some parameters are root-only (0400)
+            errors[name] = exc.reason
+    return ModuleParams(module, values, errors)

@@ -1,0 +1,138 @@
+"""The result model: statuses, severities, check results and the report.
+
+Frozen dataclasses and str enums, so results compare, sort and serialise
+deterministically.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Tuple
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"  # not applicable or not possible here; the summary says why
+    ERROR = "error"  # the probe broke or its input could not be read
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Severity(str, enum.Enum):
+    REQUIRED = "required"
+    RECOMMENDED = "recommended"
+    INFO = "info"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Target(str, enum.Enum):
+    WORKSTATION = "workstation"  # a KVM-backed VMware Workstation
+    KVM = "kvm"  # any KVM user: QEMU/libvirt, Firecracker, Android emulator
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Verdict(str, enum.Enum):
+    READY = "ready"
+    READY_WITH_WARNINGS = "ready_with_warnings"
+    NOT_READY = "not_ready"
+    INDETERMINATE = "indeterminate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ExitCode(enum.IntEnum):
+    READY = 0
+    NOT_READY = 1
+    USAGE = 2
+    INDETERMINATE = 3
+    INTERRUPTED = 130
+
+
+STATUS_ORDER = (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP, Status.ERROR)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check function observed, before the registry adds id and severity."""
+
+    status: Status
+    summary: str
+    detail: str = ""
+    remediation: Optional[str] = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    title: str
+    category: str
+    severity: Severity
+    status: Status
+    summary: str
+    detail: str
+    remediation: Optional[str]
+    evidence: Mapping[str, Any]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "category": self.category,
+            "severity": self.severity.value,
+            "status": self.status.value,
+            "summary": self.summary,
+            "detail": self.detail,
+            "remediation": self.remediation,
+            "evidence": dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    tool_version: str
+    target: Target
+    verdict: Verdict
+    exit_code: int
+    host: Mapping[str, Any]
+    checks: Tuple[CheckResult, ...]  # sorted by id
+    reasons: Tuple[str, ...]  # ids of the checks that decide the verdict, most important first
+    generated_at: str  # RFC 3339 UTC
+    strict: bool = False
+
+    @property
+    def summary(self) -> dict:
+        counts = {status.value: 0 for status in STATUS_ORDER}
+        for check in self.checks:
+            counts[check.status.value] += 1
+        return counts
+
+    def check(self, check_id: str) -> CheckResult:
+        for result in self.checks:
+            if result.id == check_id:
+                return result
+        raise KeyError(check_id)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": 1,
+            "tool": {"name": "kvmready", "version": self.tool_version},
+            "generated_at": self.generated_at,
+            "target": self.target.value,
+            "verdict": self.verdict.value,
+            "exit_code": self.exit_code,
+            "strict": self.strict,
+            "reasons": list(self.reasons),
+            "host": dict(self.host),
+            "summary": self.summary,
+            "checks": [check.to_dict() for check in self.checks],
+        }

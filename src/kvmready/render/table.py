@@ -1,0 +1,113 @@
+"""The table for people: checks grouped by category, then the verdict and what to fix first.
+
+Readable at 60 columns and in CI logs: every status carries a word as well
+as a symbol and a colour, and long text wraps inside its column.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+from kvmready.checks import CATEGORY_ORDER, PRIORITY
+from kvmready.model import STATUS_ORDER, Report, Status, Verdict
+
+STATUS_LOOK = {
+    Status.PASS: ("✓ pass", "green"),
+    Status.WARN: ("! warn", "yellow"),
+    Status.FAIL: ("✗ FAIL", "bold red"),
+    Status.SKIP: ("- skip", "dim"),
+    Status.ERROR: ("? ERROR", "bold magenta"),
+}
+SEVERITY_SHORT = {"required": "req", "recommended": "rec", "info": "info"}
+VERDICT_LOOK = {
+    Verdict.READY: ("READY", "bold green"),
+    Verdict.READY_WITH_WARNINGS: ("READY WITH WARNINGS", "bold yellow"),
+    Verdict.NOT_READY: ("NOT READY", "bold red"),
+    Verdict.INDETERMINATE: ("INDETERMINATE", "bold magenta"),
+}
+FIX_FIRST = 3  # remediation steps shown under the verdict
+
+
+def render(report: Report, *, width: Optional[int] = None, color: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width or 80,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+    console.print(_headline(report), style="bold" if color else None)
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False, show_edge=False)
+    table.add_column("status", no_wrap=True)
+    table.add_column("check", no_wrap=True, overflow="fold")
+    table.add_column("sev", no_wrap=True)
+    table.add_column("result", overflow="fold", ratio=1)
+    order = {check_id: index for index, check_id in enumerate(PRIORITY)}
+    for category in CATEGORY_ORDER + tuple(sorted({c.category for c in report.checks} - set(CATEGORY_ORDER))):
+        rows = sorted((c for c in report.checks if c.category == category), key=lambda c: order.get(c.id, len(order)))
+        if not rows:
+            continue
+        table.add_row("", Text(category.upper(), style="bold underline"), "", "")
+        for check in rows:
+            label, style = STATUS_LOOK[check.status]
+            table.add_row(Text(label, style=style), check.id, SEVERITY_SHORT[check.severity.value], check.summary)
+    console.print(table)
+    console.print()
+    label, style = VERDICT_LOOK[report.verdict]
+    counts = " · ".join(f"{report.summary[status.value]} {status.value}" for status in STATUS_ORDER)
+    verdict = Text()
+    verdict.append(label, style=style)
+    verdict.append(f" for {report.target.value} (exit {report.exit_code}): {counts}")
+    console.print(verdict)
+    _fix_first(console, report)
+    # rich pads cells to the full width; CI logs are easier to read without the trailing blanks.
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def _headline(report: Report) -> str:
+    host = report.host
+    kernel = (host.get("kernel") or {}).get("release")
+    os_name = (host.get("os") or {}).get("name")
+    where = host.get("source")
+    if where == "snapshot":
+        where = f"snapshot captured {host.get('captured_at')}"
+    parts = [
+        f"kvmready {report.tool_version}",
+        f"target {report.target.value}",
+        f"{host.get('hostname') or 'unknown host'} ({where})",
+        host.get("arch") or "unknown arch",
+        f"Linux {kernel}" if kernel else None,
+        os_name,
+    ]
+    return " · ".join(part for part in parts if part)
+
+
+def _fix_first(console, report: Report) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    steps = [report.check(check_id) for check_id in report.reasons]
+    steps = [check for check in steps if check.remediation or check.status is Status.ERROR]
+    if not steps:
+        return
+    console.print("Fix first:" if report.verdict is not Verdict.INDETERMINATE else "Look first:")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, justify="right")
+    grid.add_column(overflow="fold")
+    for index, check in enumerate(steps[:FIX_FIRST], 1):
+        line = Text()
+        line.append(check.id, style="bold")
+        line.append(f": {check.remediation or check.summary}")
+        grid.add_row(f" {index}.", line)
+    console.print(grid)
+    if len(steps) > FIX_FIRST:
+        console.print(f" … and {len(steps) - FIX_FIRST} more (`kvmready explain ID`, or --format json for every detail)")

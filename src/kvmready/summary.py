@@ -1,0 +1,75 @@
+"""The `host` section of the report: the facts a reader wants at a glance.
+
+Each field is read defensively: a fact whose parser failed shows as null
+here, while the checks that need it report the error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from kvmready.facts import Facts
+
+
+def _safe(compute: Callable[[], Any]) -> Any:
+    try:
+        return compute()
+    except Exception:
+        return None
+
+
+def host_summary(facts: Facts) -> dict:
+    live = _safe(lambda: facts.live)
+    summary = {
+        "hostname": _safe(lambda: facts.hostname),
+        "arch": _safe(lambda: facts.arch.name),
+        "live": facts.is_live,
+        "source": _source(facts),
+        "kernel": _safe(lambda: _kernel(facts)) or {"release": None, "version": None},
+        "os": _safe(lambda: facts.os.to_dict()) or {"id": None, "version": None, "name": None},
+        "cpu": _safe(lambda: _cpu(facts)) or {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
+        "hypervisor": _safe(lambda: facts.hypervisor.name),
+        "kvm": {
+            "module": _safe(lambda: facts.kvm_module),
+            "device": _safe(lambda: _device(facts)),
+            "api_version": live.kvm.api_version if live is not None else None,
+        },
+        "memory_bytes": _safe(lambda: facts.memory.total_bytes),
+    }
+    if facts.captured_live is not None:
+        summary["captured_at"] = facts.captured_live.captured_at
+    return summary
+
+
+def _source(facts: Facts) -> str:
+    if facts.is_live:
+        return "live"
+    if facts.captured_live is not None:
+        return "snapshot"
+    return "root"
+
+
+def _kernel(facts: Facts) -> dict:
+    kernel = facts.kernel
+    return {"release": kernel.release, "version": list(kernel.version) if kernel.version else None}
+
+
+def _cpu(facts: Facts) -> dict:
+    cpu = facts.cpu
+    return {
+        "vendor": cpu.vendor,
+        "model": cpu.model,
+        "logical_cpus": cpu.logical_cpus,
+        "virtualization": cpu.virtualization,
+    }
+
+
+def _device(facts: Facts) -> Optional[bool]:
+    devices = facts.devices
+    node = devices.get("/dev/kvm")
+    if node.error:
+        return None
+    if not node.present and not facts.is_live and facts.captured_live is None and not devices.dev_present:
+        return None  # /dev not captured: unknown, not absent
+    return node.is_expected_char_device
+
