@@ -86,6 +86,24 @@ def write_output(text: str, output: Optional[str]) -> None:
         fail_input(f"cannot write {output}: {error.strerror or error}")
 
 
+def build_facts(*, root: Optional[str], vm_dir: str):
+    """The facts of this machine (live), or of a --root tree (offline).  Tests replace this seam."""
+    from kvmready.facts import Facts
+    from kvmready.host import DirectoryHost, ReadError
+
+    try:
+        if root is None:
+            from kvmready.facts.live import LiveSystem
+
+            return Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir=vm_dir)
+        host = DirectoryHost(root)
+    except ReadError as error:
+        fail_input(f"--root {root}: {error.reason}")
+    if host.live:
+        fail_input(f"--root {root} is this machine's own root; run without --root to check it live")
+    return Facts(host)
+
+
 @app.command()
 def check(
     target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
@@ -100,22 +118,9 @@ def check(
     vm_dir: str = typer.Option("~/vmware", "--vm-dir", help="Where VMs will live (free-space check)."),
 ) -> None:
     """Check this host (or a --root tree) and report a verdict with evidence."""
-    from kvmready.host import DirectoryHost, ReadError
-    from kvmready.facts import Facts
     from kvmready.runner import SelectionError, build_report, run
 
-    try:
-        if root is None:
-            from kvmready.facts.live import LiveSystem
-
-            facts = Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir=vm_dir)
-        else:
-            host = DirectoryHost(root)
-            if host.live:
-                fail_input(f"--root {root} is this machine's own root; run without --root to check it live")
-            facts = Facts(host)
-    except ReadError as error:
-        fail_input(f"--root {root}: {error.reason}")
+    facts = build_facts(root=root, vm_dir=vm_dir)
     try:
         results = run(facts, target, _split(only), _split(skip))
     except SelectionError as error:
@@ -158,6 +163,11 @@ def schema() -> None:
     from kvmready.schema import schema_text
 
     sys.stdout.write(schema_text())
+
+
+from kvmready import cli_integrations  # noqa: E402  (fleet and Ansible commands)
+
+cli_integrations.register(app)
 
 
 def main() -> None:
