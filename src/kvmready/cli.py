@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 
 
+VM_DIR = "~/vmware"
+
+
 class Color(str, enum.Enum):
     AUTO = "auto"
     ALWAYS = "always"
@@ -86,11 +89,20 @@ def write_output(text: str, output: Optional[str]) -> None:
         fail_input(f"cannot write {output}: {error.strerror or error}")
 
 
-def build_facts(*, root: Optional[str], vm_dir: str):
-    """The facts of this machine (live), or of a --root tree (offline).  Tests replace this seam."""
+def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = None):
+    """The facts of this machine (live), a --root tree (offline) or a --snapshot.  Tests replace this seam."""
     from kvmready.facts import Facts
     from kvmready.host import DirectoryHost, ReadError
 
+    if snapshot is not None:
+        if root is not None:
+            fail_input("--root and --snapshot exclude each other")
+        from kvmready.snapshot import SnapshotError, open_snapshot
+
+        try:
+            return open_snapshot(snapshot)[0]
+        except SnapshotError as error:
+            fail_input(str(error))
     try:
         if root is None:
             from kvmready.facts.live import LiveSystem
@@ -115,12 +127,13 @@ def check(
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Always exit 0 (report only)."),
     color: Color = typer.Option(Color.AUTO, "--color", help="Colour the table: auto (a terminal without NO_COLOR), always, never."),
     root: Optional[str] = typer.Option(None, "--root", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
-    vm_dir: str = typer.Option("~/vmware", "--vm-dir", help="Where VMs will live (free-space check)."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Judge the host captured in FILE by `kvmready snapshot`."),
+    vm_dir: str = typer.Option(VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
 ) -> None:
-    """Check this host (or a --root tree) and report a verdict with evidence."""
+    """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
     from kvmready.runner import SelectionError, build_report, run
 
-    facts = build_facts(root=root, vm_dir=vm_dir)
+    facts = build_facts(root=root, vm_dir=vm_dir, snapshot=snapshot)
     try:
         results = run(facts, target, _split(only), _split(skip))
     except SelectionError as error:
@@ -155,6 +168,27 @@ def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check id, 
     if text is None:
         fail_input(f"no check {check_id!r}; `kvmready list` shows the ids")
     sys.stdout.write(text)
+
+
+@app.command("snapshot")
+def take_snapshot(
+    output: str = typer.Option(..., "--output", "-o", help="The archive to write (.tar.gz), atomically."),
+    vm_dir: str = typer.Option(VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+) -> None:
+    """Capture what the checks read on this machine, to judge it elsewhere with `check --snapshot`."""
+    from kvmready.outfile import write_atomically
+    from kvmready.snapshot import capture, unreadable
+
+    archive, manifest = capture(vm_dir)
+    try:
+        write_atomically(output, archive)
+    except OSError as error:
+        fail_input(f"cannot write {output}: {error.strerror or error}")
+    sys.stderr.write(
+        f"kvmready: snapshot of {manifest['hostname'] or 'this host'} written to {output} "
+        f"({len(archive)} bytes, {len(manifest['files'])} files; {len(unreadable(manifest))} paths could not be read, "
+        "listed in its manifest)\n"
+    )
 
 
 @app.command()

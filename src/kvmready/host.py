@@ -332,8 +332,8 @@ class MemoryHost(Host):
             return Node(kind="file", mode=0o644, uid=0, gid=0, size=len(self._files[path]))
         if path in self._dirs:
             return Node(kind="dir", mode=0o755, uid=0, gid=0)
-        if path in self._errors:
-            raise ReadError(path, self._errors[path])
+        if path in self._errors and "ENOENT" not in self._errors[path]:
+            return Node(kind="file", mode=0o000, uid=0, gid=0)  # there, but unreadable
         return None
 
 

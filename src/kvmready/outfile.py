@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Union
 
 
-def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: str, content: Union[str, bytes], mode: int = 0o644) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     # A dot-file: nfd-worker and node_exporter (*.prom) both ignore it while it is being written.
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)

@@ -69,7 +69,7 @@ def _device(facts: Facts) -> Optional[bool]:
     node = devices.get("/dev/kvm")
     if node.error:
         return None
-    if not node.present and not facts.is_live and facts.captured_live is None and not devices.dev_present:
+    if not node.present and facts.dev_uncaptured:
         return None  # /dev not captured: unknown, not absent
     return node.is_expected_char_device
 

@@ -12,17 +12,13 @@ VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo",
 SOFTWARE_GPU_DRIVERS = ("vgem", "vkms", "simpledrm")
 
 
-def _offline_without_dev(facts) -> bool:
-    return not facts.is_live and facts.captured_live is None and not facts.devices.dev_present
-
-
 def _device_check(facts, path: str, module: str, purpose: str) -> Outcome:
     node = facts.devices.get(path)
     evidence = node.evidence()
     if node.error:
         return errored(f"cannot stat {path}: {node.error}", evidence)
     if not node.present:
-        if _offline_without_dev(facts):
+        if facts.dev_uncaptured:
             return skipped(f"the tree has no /dev (device nodes are not captured with {facts.host.origin})", evidence)
         loaded = facts.modules.has(module)
         evidence["module_loaded"] = loaded
@@ -50,7 +46,7 @@ def check_render_node(facts, policy) -> Outcome:
     nodes = devices.render_nodes
     evidence = {"render_nodes": [node.to_dict() for node in nodes]}
     if not nodes:
-        if devices.render_error and _offline_without_dev(facts):
+        if devices.render_error and facts.dev_uncaptured:
             return skipped(f"neither /dev/dri nor /sys/class/drm was captured with {facts.host.origin}", evidence)
         evidence["error"] = devices.render_error
         return failed(

@@ -58,7 +58,7 @@ def check_device(facts, policy) -> Outcome:
     if node.error:
         return errored(f"cannot stat {KVM}: {node.error}", evidence)
     if not node.present:
-        if not facts.is_live and facts.captured_live is None and not devices.dev_present:
+        if facts.dev_uncaptured:
             return skipped(f"the tree has no /dev (device nodes are not captured with {facts.host.origin}); kvm.module tells whether the kernel provides KVM", evidence)
         return failed(f"{KVM} does not exist", _missing_device_fix(facts), evidence)
     if not node.is_expected_char_device:

@@ -153,6 +153,11 @@ class Facts:
         return self._get("live", compute)
 
     @property
+    def dev_uncaptured(self) -> bool:
+        """A --root tree without /dev: device nodes are unknown, not missing."""
+        return not self.is_live and self.captured_live is None and not self.devices.dev_present
+
+    @property
     def offline_reason(self) -> str:
         return self._offline_reason or f"offline analysis of {self.host.origin}: live probes do not run on a foreign tree"
 

@@ -1,0 +1,360 @@
+"""Snapshots: capture what the facts read on one machine, judge it on another.
+
+`capture` runs every check once on the live machine through a recording
+host, so the archive holds exactly the files the facts read (and what could
+not be read, with the reason), plus the live-only results (the KVM probe,
+the user's credentials, MSR, disk space, CPUID).  `open_snapshot` reads such
+an archive as hostile input: in memory only (nothing is extracted), regular
+files only, no absolute or `..` names, no links or device nodes, and limits
+on archive size, member count, member size and total size.  Any problem is
+a `SnapshotError` with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import posixpath
+import tarfile
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from kvmready import __version__
+from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError
+
+FORMAT = "kvmready-snapshot"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ROOT_PREFIX = "root"
+
+MAX_ARCHIVE_BYTES = 16 * 1024 * 1024  # compressed, on disk
+MAX_MEMBERS = 4096
+MAX_MEMBER_BYTES = 16 * 1024 * 1024  # the largest file a fact reads (cpuinfo)
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # uncompressed, all members
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+# Never stored, whatever reads them: secrets, home directories, environments.
+PRIVATE_PREFIXES = ("/home/", "/root/", "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh/", "/run/user/")
+PRIVATE_NAMES = ("environ", "cmdline_env")
+
+
+class SnapshotError(Exception):
+    """The archive cannot be used; the message says why in one sentence."""
+
+
+def is_private(path: str) -> bool:
+    if path.startswith(PRIVATE_PREFIXES) or path in ("/home", "/root"):
+        return True
+    return path.startswith("/proc/") and posixpath.basename(path) in PRIVATE_NAMES
+
+
+class RecordingHost(Host):
+    """Wraps the live host and remembers every answer it gave."""
+
+    def __init__(self, inner: Host) -> None:
+        self.inner = inner
+        self.live = inner.live
+        self.origin = inner.origin
+        self.files: Dict[str, bytes] = {}
+        self.read_errors: Dict[str, str] = {}
+        self.listings: Dict[str, List[str]] = {}
+        self.list_errors: Dict[str, str] = {}
+        self.nodes: Dict[str, Optional[Node]] = {}
+        self.node_errors: Dict[str, str] = {}
+
+    def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes:
+        if is_private(path):
+            raise ReadError(path, "withheld: private data is never read")
+        try:
+            data = self.inner.read_bytes(path, limit)
+        except ReadError as error:
+            self.read_errors[path] = error.reason
+            raise
+        self.files[path] = data
+        return data
+
+    def list_dir(self, path: str) -> List[str]:
+        if is_private(path + "/"):
+            raise ReadError(path, "withheld: private data is never read")
+        try:
+            names = self.inner.list_dir(path)
+        except ReadError as error:
+            self.list_errors[path] = error.reason
+            raise
+        self.listings[path] = list(names)
+        return names
+
+    def node(self, path: str) -> Optional[Node]:
+        try:
+            node = self.inner.node(path)
+        except ReadError as error:
+            self.node_errors[path] = error.reason
+            raise
+        self.nodes[path] = node
+        return node
+
+
+class SnapshotHost(Host):
+    """Replays a recording: the same answers, and "not captured" for anything else."""
+
+    live = False
+
+    def __init__(self, manifest: Mapping[str, Any], files: Mapping[str, bytes], origin: str) -> None:
+        self.origin = origin
+        self._files = dict(files)
+        self._read_errors = dict(manifest.get("read_errors", {}))
+        self._listings = {path: list(names) for path, names in manifest.get("listings", {}).items()}
+        self._list_errors = dict(manifest.get("list_errors", {}))
+        self._nodes = {path: (Node.from_dict(data) if data else None) for path, data in manifest.get("nodes", {}).items()}
+        self._node_errors = dict(manifest.get("node_errors", {}))
+
+    def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes:
+        if path in self._files:
+            data = self._files[path]
+            if len(data) > limit:
+                raise ReadError(path, f"larger than the {limit} byte limit")
+            return data
+        raise ReadError(path, self._read_errors.get(path, "not captured in the snapshot"))
+
+    def list_dir(self, path: str) -> List[str]:
+        if path in self._listings:
+            return list(self._listings[path])
+        raise ReadError(path, self._list_errors.get(path, "not captured in the snapshot"))
+
+    def node(self, path: str) -> Optional[Node]:
+        if path in self._nodes:
+            return self._nodes[path]
+        raise ReadError(path, self._node_errors.get(path, "not captured in the snapshot"))
+
+
+# -- capture ---------------------------------------------------------------------
+
+
+def capture(vm_dir: str, live_system: Any = None, root_host: Optional[Host] = None) -> Tuple[bytes, dict]:
+    """Observe this machine; return the archive bytes and its manifest."""
+    from kvmready.facts import Facts
+    from kvmready.facts.live import LiveSystem
+    from kvmready.host import DirectoryHost
+    from kvmready.model import Target
+    from kvmready.runner import run
+    from kvmready.summary import host_summary
+
+    recording = RecordingHost(root_host or DirectoryHost("/"))
+    facts = Facts(recording, live_system=live_system or LiveSystem(), vm_dir=vm_dir)
+    for target in Target:  # the union of what any check of any target reads
+        run(facts, target)
+    summary = host_summary(facts)
+    live = facts.live.to_dict()
+    live["cpuid_signature"] = facts.cpuid_signature
+    captured_at = _now()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "kvmready", "version": __version__},
+        "captured_at": captured_at,
+        "hostname": summary.get("hostname"),
+        "vm_dir": vm_dir,
+        "files": {path: len(data) for path, data in sorted(recording.files.items())},
+        "read_errors": dict(sorted(recording.read_errors.items())),
+        "listings": dict(sorted(recording.listings.items())),
+        "list_errors": dict(sorted(recording.list_errors.items())),
+        "nodes": {path: (node.to_dict() if node else None) for path, node in sorted(recording.nodes.items())},
+        "node_errors": dict(sorted(recording.node_errors.items())),
+        "live": live,
+    }
+    return _archive(manifest, recording.files), manifest
+
+
+def unreadable(manifest: Mapping[str, Any]) -> Dict[str, str]:
+    """What could not be read at capture and why (the manifest's three error maps)."""
+    merged: Dict[str, str] = {}
+    for key in ("read_errors", "list_errors", "node_errors"):
+        merged.update(manifest.get(key, {}))
+    return dict(sorted(merged.items()))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _archive(manifest: dict, files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    mtime = int(datetime.datetime.strptime(manifest["captured_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp())
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        _add(archive, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(), mtime)
+        for path, data in sorted(files.items()):
+            _add(archive, f"{ROOT_PREFIX}{path}", data, mtime)
+    return buffer.getvalue()
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = mtime
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
+
+
+# -- open ------------------------------------------------------------------------
+
+
+def open_snapshot(path: str):
+    """Read an archive safely; return (Facts, manifest)."""
+    from kvmready.facts import Facts
+    from kvmready.facts.live import LiveFacts
+
+    manifest, files = read_archive(path)
+    host = SnapshotHost(manifest, files, origin=f"--snapshot {path}")
+    try:
+        live = LiveFacts.from_dict(manifest["live"], captured_at=manifest["captured_at"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise SnapshotError(f"{path}: the manifest's live results are malformed ({type(error).__name__}: {error})") from None
+    return Facts(host, captured_live=live, vm_dir=manifest.get("vm_dir")), manifest
+
+
+def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
+    data = _read_bounded(path)
+    manifest_bytes: Optional[bytes] = None
+    files: Dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            for count, member in enumerate(_members(archive), 1):
+                if count > MAX_MEMBERS:
+                    raise SnapshotError(f"{path}: more than {MAX_MEMBERS} members; not a kvmready snapshot")
+                name = _check_member(path, member)
+                if name is None:
+                    continue
+                total += member.size
+                if total > MAX_TOTAL_BYTES:
+                    raise SnapshotError(f"{path}: members add up to more than {MAX_TOTAL_BYTES} bytes")
+                content = _read_member(archive, member)
+                if name == MANIFEST:
+                    manifest_bytes = content
+                elif name in files:
+                    raise SnapshotError(f"{path}: {name} appears twice")
+                else:
+                    files[name] = content
+    except SnapshotError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise SnapshotError(f"{path}: not a readable .tar.gz archive ({type(error).__name__}: {error})") from None
+    if manifest_bytes is None:
+        raise SnapshotError(f"{path}: no {MANIFEST}; not a kvmready snapshot")
+    manifest = _parse_manifest(path, manifest_bytes)
+    _check_files_listed(path, manifest, files)
+    return manifest, files
+
+
+def _read_bounded(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_ARCHIVE_BYTES + 1)
+    except OSError as error:
+        raise SnapshotError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise SnapshotError(f"{path}: larger than {MAX_ARCHIVE_BYTES} bytes; not a kvmready snapshot")
+    return data
+
+
+def _members(archive: tarfile.TarFile):
+    while True:
+        member = archive.next()
+        if member is None:
+            return
+        yield member
+
+
+def _check_member(path: str, member: tarfile.TarInfo) -> Optional[str]:
+    """The host path (or MANIFEST) a member stands for; None for directories; raises for anything unsafe."""
+    name = member.name
+    if member.isdir():
+        return None
+    if not member.isreg() or member.issparse():
+        kind = "link" if member.issym() or member.islnk() else "device or special file" if member.isdev() else "non-regular member"
+        raise SnapshotError(f"{path}: {name!r} is a {kind}; snapshots hold regular files only")
+    if member.size > MAX_MEMBER_BYTES:
+        raise SnapshotError(f"{path}: {name!r} claims {member.size} bytes, over the {MAX_MEMBER_BYTES} byte limit")
+    if name == MANIFEST:
+        return MANIFEST
+    if "\x00" in name or name.startswith("/") or not name.startswith(ROOT_PREFIX + "/"):
+        raise SnapshotError(f"{path}: member {name!r} is outside {ROOT_PREFIX}/")
+    host_path = name[len(ROOT_PREFIX):]
+    if not is_safe_path(host_path):
+        raise SnapshotError(f"{path}: member {name!r} is not a plain path (.., //, or .)")
+    return host_path
+
+
+def is_safe_path(path: str) -> bool:
+    return path.startswith("/") and posixpath.normpath(path) == path and "\x00" not in path and ".." not in path.split("/")
+
+
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    data = handle.read(member.size + 1) if handle else b""
+    if len(data) != member.size:
+        raise SnapshotError(f"member {member.name!r} is truncated")
+    return data
+
+
+def _parse_manifest(path: str, data: bytes) -> dict:
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise SnapshotError(f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise SnapshotError(f"{path}: {MANIFEST} is not JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SnapshotError(f"{path}: {MANIFEST} is not a kvmready snapshot manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SnapshotError(f"{path}: snapshot format version {manifest.get('format_version')!r}; this kvmready reads {FORMAT_VERSION}")
+    shapes = {
+        "files": dict, "read_errors": dict, "listings": dict, "list_errors": dict,
+        "nodes": dict, "node_errors": dict, "live": dict, "captured_at": str,
+    }
+    for key, kind in shapes.items():
+        if not isinstance(manifest.get(key), kind):
+            raise SnapshotError(f"{path}: {MANIFEST} field {key!r} is missing or not a {kind.__name__}")
+    for key in ("files", "read_errors", "listings", "list_errors", "nodes", "node_errors"):
+        for host_path, value in manifest[key].items():
+            if not is_safe_path(host_path):
+                raise SnapshotError(f"{path}: {MANIFEST} names an unsafe path {host_path!r}")
+            _check_value(path, key, host_path, value)
+    try:
+        datetime.datetime.strptime(manifest["captured_at"], "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise SnapshotError(f"{path}: {MANIFEST} captured_at {manifest['captured_at']!r} is not a UTC timestamp") from None
+    return manifest
+
+
+def _check_value(path: str, key: str, host_path: str, value: Any) -> None:
+    if key.endswith("errors") and isinstance(value, str):
+        return
+    if key == "files" and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if key == "listings" and isinstance(value, list) and all(isinstance(n, str) and n and "/" not in n for n in value):
+        return
+    if key == "nodes" and (value is None or _valid_node(value)):
+        return
+    raise SnapshotError(f"{path}: {MANIFEST} {key}[{host_path!r}] has the wrong shape")
+
+
+def _valid_node(value: Any) -> bool:
+    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+        return False
+    try:
+        Node.from_dict(value)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_files_listed(path: str, manifest: dict, files: Mapping[str, bytes]) -> None:
+    listed = manifest["files"]
+    for host_path, data in files.items():
+        if listed.get(host_path) != len(data):
+            raise SnapshotError(f"{path}: {ROOT_PREFIX}{host_path} does not match the manifest")
+    missing = sorted(set(listed) - set(files))
+    if missing:
+        raise SnapshotError(f"{path}: the manifest lists {missing[0]} but the archive lacks it")
