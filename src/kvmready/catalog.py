@@ -54,3 +54,22 @@ def explain_check(check_id: str) -> Optional[str]:
         "How to fix:\n" + wrap(spec.fix),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def markdown_checks() -> str:
+    """The README's "What kvmready checks" table, generated from the registry."""
+    lines = [
+        "| id | what it checks | workstation | kvm | how to fix |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in catalog():
+        live = " Needs the machine itself (skipped for `--root`)." if entry["live"] else ""
+        cells = [
+            f"`{entry['id']}`",
+            f"**{entry['title']}.** {entry['what']}{live}",
+            entry["severity"]["workstation"],
+            entry["severity"]["kvm"],
+            entry["fix"],
+        ]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
