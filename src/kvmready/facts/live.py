@@ -324,10 +324,9 @@ class LiveSystem:
         return text or None
 
     def disk_usage(self, path: str) -> Tuple[int, int]:
-        import psutil
-
-        usage = psutil.disk_usage(path)
-        return usage.total, usage.free
+        # What psutil.disk_usage does, without its 8 ms import on every run.
+        stats = os.statvfs(path)
+        return stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
 
 
 def probe(system: Any, *, vendor: Optional[str], vm_dir: Optional[str], device: str = KVM_DEVICE) -> LiveFacts:
