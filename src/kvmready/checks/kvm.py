@@ -21,7 +21,11 @@ def check_module(facts, policy) -> Outcome:
     table = facts.modules
     evidence = {"sources": table.sources()}
     if not table.known:
-        return errored(f"cannot tell which modules are loaded: {PROC_MODULES} and /sys/module unreadable", evidence)
+        return errored(
+            f"cannot tell which modules are loaded: {PROC_MODULES} ({table.proc_modules_error}) and "
+            f"/sys/module ({table.sys_module_error}) both unreadable",
+            evidence,
+        )
     provider = facts.kvm_module
     if provider is not None:
         module = table.get(provider)
@@ -59,7 +63,7 @@ def check_device(facts, policy) -> Outcome:
         return errored(f"cannot stat {KVM}: {node.error}", evidence)
     if not node.present:
         if facts.dev_uncaptured:
-            return skipped(f"the tree has no /dev (device nodes are not captured with {facts.host.origin}); kvm.module tells whether the kernel provides KVM", evidence)
+            return skipped("not captured: the tree has no /dev; kvm.module tells whether the kernel provides KVM", evidence)
         return failed(f"{KVM} does not exist", _missing_device_fix(facts), evidence)
     if not node.is_expected_char_device:
         found = node.node.kind if node.node.kind != "char" else f"char {node.node.major}:{node.node.minor}"

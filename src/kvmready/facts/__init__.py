@@ -159,7 +159,7 @@ class Facts:
 
     @property
     def offline_reason(self) -> str:
-        return self._offline_reason or f"offline analysis of {self.host.origin}: live probes do not run on a foreign tree"
+        return self._offline_reason or "live probes run only on the machine itself, not on a --root tree"
 
     @staticmethod
     def _safe(compute: Callable[[], Any]) -> Any:

@@ -27,6 +27,7 @@ VERDICT_LOOK = {
     Verdict.INDETERMINATE: ("INDETERMINATE", "bold magenta"),
 }
 FIX_FIRST = 3  # remediation steps shown under the verdict
+NARROW = 72
 
 
 def render(report: Report, *, width: Optional[int] = None, color: bool = False) -> str:
@@ -46,20 +47,25 @@ def render(report: Report, *, width: Optional[int] = None, color: bool = False) 
         soft_wrap=False,
     )
     console.print(_headline(report), style="bold" if color else None)
+    # Below NARROW columns the severity column goes: the result text needs the room.
+    show_severity = (width or 80) >= NARROW
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False, show_edge=False)
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True, overflow="fold")
-    table.add_column("sev", no_wrap=True)
+    if show_severity:
+        table.add_column("sev", no_wrap=True)
     table.add_column("result", overflow="fold", ratio=1)
     order = {check_id: index for index, check_id in enumerate(PRIORITY)}
     for category in CATEGORY_ORDER + tuple(sorted({c.category for c in report.checks} - set(CATEGORY_ORDER))):
         rows = sorted((c for c in report.checks if c.category == category), key=lambda c: order.get(c.id, len(order)))
         if not rows:
             continue
-        table.add_row("", Text(category.upper(), style="bold underline"), "", "")
+        heading = ["", Text(category.upper(), style="bold underline"), ""] + ([""] if show_severity else [])
+        table.add_row(*heading)
         for check in rows:
             label, style = STATUS_LOOK[check.status]
-            table.add_row(Text(label, style=style), check.id, SEVERITY_SHORT[check.severity.value], check.summary)
+            severity = [SEVERITY_SHORT[check.severity.value]] if show_severity else []
+            table.add_row(Text(label, style=style), check.id, *severity, check.summary)
     console.print(table)
     console.print()
     label, style = VERDICT_LOOK[report.verdict]
