@@ -46,7 +46,8 @@ def unreadable(what: str, path: str, reason: str, evidence: Optional[Mapping[str
     """The input a check needs could not be read: the check cannot be decided."""
     data = {"source": path, "error": reason}
     data.update(evidence or {})
-    return errored(f"cannot tell {what}: {path} unreadable ({reason})", data)
+    problem = "does not exist" if "ENOENT" in reason else f"is unreadable ({reason})"
+    return errored(f"cannot tell {what}: {path} {problem}", data)
 
 
 def warn_or_fail(must: bool, summary: str, remediation: Optional[str], evidence=None, detail: str = "") -> Outcome:
