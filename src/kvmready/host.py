@@ -15,8 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 DEFAULT_READ_LIMIT = 256 * 1024
 MAX_LINK_HOPS = 40
@@ -41,8 +40,7 @@ class ReadError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """What `stat` says about a path (device numbers only for device nodes)."""
 
     kind: str  # file, dir, char, block, fifo, socket
@@ -60,7 +58,7 @@ class Node:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Node":
+    def from_dict(cls, data: Mapping) -> Node:
         major = minor = None
         if data.get("device"):
             major_text, _, minor_text = str(data["device"]).partition(":")

@@ -17,7 +17,7 @@ import errno
 import os
 import struct
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -150,8 +150,7 @@ class KvmError(Exception):
         return f"{self.operation} failed: [Errno {self.errno}] {self.strerror}"
 
 
-@dataclass(frozen=True)
-class Capability:
+class Capability(NamedTuple):
     name: str
     number: int
     purpose: str
@@ -179,8 +178,7 @@ CAPABILITIES: tuple[Capability, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GuestRun:
+class GuestRun(NamedTuple):
     """Outcome of running the tiny real-mode guest."""
 
     ok: bool
@@ -706,7 +704,6 @@ def _run_in_child(path: str, code: bytes, max_runs: int, timeout_s: float,
 
 
 def _child_main(args: list[str]) -> None:
-    import dataclasses
     import json
     import sys
 
@@ -715,7 +712,7 @@ def _child_main(args: list[str]) -> None:
         with KvmBackend().open_device(path) as kvm, kvm.create_vm() as vm:
             run = vm.run_smoke_guest(bytes.fromhex(code_hex), max_runs=int(max_runs),
                                      timeout_s=float(timeout_s))
-        reply = {"run": dataclasses.asdict(run)}
+        reply = {"run": run._asdict()}
     except KvmError as exc:
         reply = {"error": [exc.operation, exc.errno, exc.strerror]}
     sys.stdout.write(json.dumps(reply))

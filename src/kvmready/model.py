@@ -7,8 +7,8 @@ deterministically.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple, Optional, Tuple
 
 
 class Status(str, enum.Enum):
@@ -60,19 +60,17 @@ class ExitCode(enum.IntEnum):
 STATUS_ORDER = (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP, Status.ERROR)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What a check function observed, before the registry adds id and severity."""
 
     status: Status
     summary: str
     detail: str = ""
     remediation: Optional[str] = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(NamedTuple):
     id: str
     title: str
     category: str
@@ -97,8 +95,7 @@ class CheckResult:
         }
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     tool_version: str
     target: Target
     verdict: Verdict

@@ -14,8 +14,18 @@ from kvmready import __version__
 from kvmready.checks import PRIORITY, REGISTRY
 from kvmready.checks.base import CheckSpec
 from kvmready.facts import Facts
-from kvmready.model import CheckResult, ExitCode, Outcome, Report, Severity, Status, Target, Verdict
-from kvmready.targets import Policy, policy as policy_for
+from kvmready.model import (
+    CheckResult,
+    ExitCode,
+    Outcome,
+    Report,
+    Severity,
+    Status,
+    Target,
+    Verdict,
+)
+from kvmready.targets import Policy
+from kvmready.targets import policy as policy_for
 
 
 class SelectionError(ValueError):

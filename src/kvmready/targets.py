@@ -6,42 +6,41 @@ a check compares against lives in `THRESHOLDS`, with where it comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, NamedTuple, Tuple
 
 from kvmready.model import Severity, Target
 
-R, W, I = Severity.REQUIRED, Severity.RECOMMENDED, Severity.INFO
+REQ, REC, INFO = Severity.REQUIRED, Severity.RECOMMENDED, Severity.INFO
 
 # check id -> (severity for workstation, severity for kvm)
 SEVERITIES: Mapping[str, Tuple[Severity, Severity]] = {
-    "cpu.arch": (R, R),
-    "cpu.virtualization": (R, R),
-    "cpu.hardware-mmu": (R, W),
-    "cpu.firmware": (R, R),
-    "cpu.timekeeping": (W, I),
-    "kernel.version": (R, R),
-    "kvm.module": (R, R),
-    "kvm.device": (R, R),
-    "kvm.access": (R, R),
-    "kvm.api": (R, R),
-    "kvm.capabilities": (R, W),
-    "kvm.create-vm": (R, R),
-    "kvm.guest": (R, R),
-    "kvm.nested": (W, I),
-    "vmware.backdoor": (W, I),
-    "conflicts.virtualbox": (W, W),
-    "conflicts.vmware-vmmon": (W, I),
-    "host.hypervisor": (R, W),
-    "host.distribution": (W, I),
-    "resources.cpus": (R, W),
-    "resources.memory": (R, W),
-    "resources.disk": (W, I),
-    "devices.tun": (W, W),
-    "devices.vhost-net": (W, I),
-    "devices.render-node": (W, I),
-    "security.secure-boot": (W, I),
-    "security.lockdown": (W, I),
+    "cpu.arch": (REQ, REQ),
+    "cpu.virtualization": (REQ, REQ),
+    "cpu.hardware-mmu": (REQ, REC),
+    "cpu.firmware": (REQ, REQ),
+    "cpu.timekeeping": (REC, INFO),
+    "kernel.version": (REQ, REQ),
+    "kvm.module": (REQ, REQ),
+    "kvm.device": (REQ, REQ),
+    "kvm.access": (REQ, REQ),
+    "kvm.api": (REQ, REQ),
+    "kvm.capabilities": (REQ, REC),
+    "kvm.create-vm": (REQ, REQ),
+    "kvm.guest": (REQ, REQ),
+    "kvm.nested": (REC, INFO),
+    "vmware.backdoor": (REC, INFO),
+    "conflicts.virtualbox": (REC, REC),
+    "conflicts.vmware-vmmon": (REC, INFO),
+    "host.hypervisor": (REQ, REC),
+    "host.distribution": (REC, INFO),
+    "resources.cpus": (REQ, REC),
+    "resources.memory": (REQ, REC),
+    "resources.disk": (REC, INFO),
+    "devices.tun": (REC, REC),
+    "devices.vhost-net": (REC, INFO),
+    "devices.render-node": (REC, INFO),
+    "security.secure-boot": (REC, INFO),
+    "security.lockdown": (REC, INFO),
 }
 
 GIB = 1024**3
@@ -49,8 +48,7 @@ GIB = 1024**3
 Version = Tuple[int, int, int]
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """The thresholds of one target."""
 
     target: Target

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Dict
 
-from kvmready.checks import conflicts, cpu, devices, host, kernel, kvm, live, resources, security, vmware
+from kvmready.checks import (
+    conflicts,
+    cpu,
+    devices,
+    host,
+    kernel,
+    kvm,
+    live,
+    resources,
+    security,
+    vmware,
+)
 from kvmready.checks.base import CheckSpec
 
 _ALL = {spec.id: spec for module in (cpu, kernel, kvm, live, vmware, conflicts, host, resources, devices, security) for spec in module.SPECS}

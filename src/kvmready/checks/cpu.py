@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from kvmready.checks import advice
-from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, unreadable, warn_or_fail, warned
+from kvmready.checks.base import (
+    CheckSpec,
+    errored,
+    failed,
+    passed,
+    skipped,
+    unreadable,
+    warn_or_fail,
+    warned,
+)
 from kvmready.facts.cpuinfo import CPUINFO
 from kvmready.model import Outcome, Target
 

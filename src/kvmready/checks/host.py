@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from kvmready.checks import advice
-from kvmready.checks.base import CheckSpec, errored, failed, passed, unreadable, warn_or_fail, warned
+from kvmready.checks.base import (
+    CheckSpec,
+    passed,
+    unreadable,
+    warn_or_fail,
+    warned,
+)
 from kvmready.model import Outcome, Target
 
 # os-release ID -> VERSION_ID values (or major versions) listed as Workstation hosts.

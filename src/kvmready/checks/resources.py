@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kvmready.checks.base import CheckSpec, errored, failed, gib, passed, unreadable, warned
+from kvmready.checks.base import (
+    CheckSpec,
+    errored,
+    failed,
+    gib,
+    passed,
+    unreadable,
+    warned,
+)
 from kvmready.facts.cpuinfo import CPUINFO
 from kvmready.facts.memory import MEMINFO
 from kvmready.model import Outcome

@@ -10,8 +10,7 @@ then queries it on kernels from that release on, and this check prefers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, passed, skipped, warned
@@ -19,8 +18,7 @@ from kvmready.facts.kernel import Version, format_version
 from kvmready.model import Outcome
 
 
-@dataclass(frozen=True)
-class VmwareCapability:
+class VmwareCapability(NamedTuple):
     name: str
     number: int
     first_release: Version  # the first kernel release whose uapi defines it

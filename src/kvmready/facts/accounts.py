@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
 ETC_GROUP = "/etc/group"
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     name: str
     gid: int
     members: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class GroupTable:
-    by_name: Mapping[str, Group] = field(default_factory=dict)
+class GroupTable(NamedTuple):
+    by_name: Mapping[str, Group] = MappingProxyType({})
     error: Optional[str] = None
 
     def by_gid(self, gid: int) -> Optional[Group]:

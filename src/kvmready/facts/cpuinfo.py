@@ -6,8 +6,7 @@ off on some CPUs, and the kernel then hides `vmx` on those alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -37,8 +36,7 @@ ARM_IMPLEMENTERS = {
 }
 
 
-@dataclass(frozen=True)
-class CpuInfo:
+class CpuInfo(NamedTuple):
     error: Optional[str] = None  # why /proc/cpuinfo could not be read
     vendor: Optional[str] = None  # vendor_id as the kernel prints it, or the ARM implementer's name
     model: Optional[str] = None

@@ -6,8 +6,8 @@ so "the tree has no /dev" is recorded apart from "this node is missing".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, Node, ReadError
 
@@ -21,8 +21,7 @@ DRM_CLASS = "/sys/class/drm"
 EXPECTED_NUMBERS = {KVM: (10, 232), TUN: (10, 200), VHOST_NET: (10, 238)}
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+class DeviceNode(NamedTuple):
     path: str
     node: Optional[Node] = None  # None: missing
     error: Optional[str] = None  # stat failed
@@ -50,8 +49,7 @@ class DeviceNode:
         return data
 
 
-@dataclass(frozen=True)
-class RenderNode:
+class RenderNode(NamedTuple):
     name: str  # renderD128
     driver: Optional[str]  # i915, amdgpu, nvidia, virtio_gpu, vgem ...
     driver_source: Optional[str]
@@ -60,10 +58,9 @@ class RenderNode:
         return {"name": self.name, "driver": self.driver, "driver_source": self.driver_source}
 
 
-@dataclass(frozen=True)
-class DeviceFacts:
+class DeviceFacts(NamedTuple):
     dev_present: bool  # the host has a populated /dev at all
-    nodes: Mapping[str, DeviceNode] = field(default_factory=dict)
+    nodes: Mapping[str, DeviceNode] = MappingProxyType({})
     render_nodes: Tuple[RenderNode, ...] = ()
     render_error: Optional[str] = None
 

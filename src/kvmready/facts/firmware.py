@@ -6,8 +6,7 @@ vboxdrv) load without being signed with an enrolled key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from kvmready.host import Host, ReadError
 
@@ -20,8 +19,7 @@ SECURITYFS = "/sys/kernel/security"
 LOCKDOWN = f"{SECURITYFS}/lockdown"
 
 
-@dataclass(frozen=True)
-class FirmwareInfo:
+class FirmwareInfo(NamedTuple):
     uefi: Optional[bool]  # None: unknown
     secure_boot: Optional[bool]
     setup_mode: Optional[bool]

@@ -9,8 +9,7 @@ clocksource, hypervisor-only PCI devices, then the bare `hypervisor` flag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -74,8 +73,7 @@ PCI_IDS = {
 }
 
 
-@dataclass(frozen=True)
-class Clue:
+class Clue(NamedTuple):
     source: str
     value: str
     suggests: Optional[str]  # normalised hypervisor name, or None when it says "bare metal"
@@ -84,8 +82,7 @@ class Clue:
         return {"source": self.source, "value": self.value, "suggests": self.suggests}
 
 
-@dataclass(frozen=True)
-class HypervisorInfo:
+class HypervisorInfo(NamedTuple):
     name: Optional[str]  # None: no hypervisor seen (bare metal)
     clues: Tuple[Clue, ...] = ()
     xen_role: Optional[str] = None  # "dom0" or "domU" under Xen

@@ -7,8 +7,7 @@ Kernel releases are parsed with a regex first (`packaging` rejects
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -45,8 +44,7 @@ def normalise_arch(name: str) -> str:
     return ARCH_ALIASES.get(name, name)
 
 
-@dataclass(frozen=True)
-class KernelInfo:
+class KernelInfo(NamedTuple):
     release: Optional[str] = None
     version: Optional[Version] = None
     source: Optional[str] = None  # where the release came from
@@ -117,8 +115,7 @@ def _release(host: Host) -> Tuple[Optional[str], Optional[str], Optional[str]]:
     return None, None, "; ".join(errors)
 
 
-@dataclass(frozen=True)
-class ArchInfo:
+class ArchInfo(NamedTuple):
     name: Optional[str]
     source: Optional[str]
     error: Optional[str] = None

@@ -11,8 +11,8 @@ from __future__ import annotations
 import errno as errno_module
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 KVM_DEVICE = "/dev/kvm"
 # MSRs that say whether firmware left hardware virtualization on.
@@ -23,8 +23,7 @@ CPUID_PATH = "/dev/cpu/0/cpuid"
 CPUID_HYPERVISOR_BIT = 1 << 31  # leaf 1, ECX
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """One failed operation: which one, errno and the OS message."""
 
     operation: str
@@ -39,11 +38,11 @@ class Failure:
         return {"operation": self.operation, "errno": self.errno, "errno_name": self.errno_name, "message": self.message}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Failure":
+    def from_dict(cls, data: Mapping[str, Any]) -> Failure:
         return cls(str(data["operation"]), int(data["errno"]), str(data.get("message", "")))
 
     @classmethod
-    def from_error(cls, operation: str, error: BaseException) -> "Failure":
+    def from_error(cls, operation: str, error: BaseException) -> Failure:
         number = getattr(error, "errno", None) or 0
         message = getattr(error, "strerror", None) or str(error)
         return cls(getattr(error, "operation", operation), int(number), str(message))
@@ -52,8 +51,7 @@ class Failure:
         return f"{self.operation}: {self.message} ({self.errno_name})"
 
 
-@dataclass(frozen=True)
-class GuestResult:
+class GuestResult(NamedTuple):
     ok: bool
     exits: Tuple[str, ...]
     port: Optional[int]
@@ -74,7 +72,7 @@ class GuestResult:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GuestResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> GuestResult:
         return cls(
             ok=bool(data["ok"]),
             exits=tuple(str(name) for name in data.get("exits", ())),
@@ -86,17 +84,16 @@ class GuestResult:
         )
 
 
-@dataclass(frozen=True)
-class KvmProbe:
+class KvmProbe(NamedTuple):
     """The KVM steps in order; a step that failed stops the ones after it."""
 
     device: str = KVM_DEVICE
     open_error: Optional[Failure] = None
     api_version: Optional[int] = None
     api_error: Optional[Failure] = None
-    capabilities: Mapping[str, int] = field(default_factory=dict)  # name -> KVM_CHECK_EXTENSION value
-    capability_numbers: Mapping[str, int] = field(default_factory=dict)  # name -> number
-    capability_errors: Mapping[str, Failure] = field(default_factory=dict)
+    capabilities: Mapping[str, int] = MappingProxyType({})  # name -> KVM_CHECK_EXTENSION value
+    capability_numbers: Mapping[str, int] = MappingProxyType({})  # name -> number
+    capability_errors: Mapping[str, Failure] = MappingProxyType({})
     capability_scope: Optional[str] = None  # "vm" or "system": which fd answered
     vm_created: bool = False
     create_vm_error: Optional[Failure] = None
@@ -126,7 +123,7 @@ class KvmProbe:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "KvmProbe":
+    def from_dict(cls, data: Mapping[str, Any]) -> KvmProbe:
         return cls(
             device=str(data.get("device", KVM_DEVICE)),
             open_error=_load(data.get("open_error")),
@@ -144,8 +141,7 @@ class KvmProbe:
         )
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     uid: int
     euid: int
     gid: int
@@ -156,7 +152,7 @@ class Credentials:
         return {"uid": self.uid, "euid": self.euid, "gid": self.gid, "groups": list(self.groups), "username": self.username}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Credentials":
+    def from_dict(cls, data: Mapping[str, Any]) -> Credentials:
         return cls(
             uid=int(data["uid"]),
             euid=int(data.get("euid", data["uid"])),
@@ -166,8 +162,7 @@ class Credentials:
         )
 
 
-@dataclass(frozen=True)
-class MsrReading:
+class MsrReading(NamedTuple):
     register: int
     path: str
     value: Optional[int] = None
@@ -184,7 +179,7 @@ class MsrReading:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MsrReading":
+    def from_dict(cls, data: Mapping[str, Any]) -> MsrReading:
         value = data.get("value")
         return cls(
             register=int(str(data["register"]), 16),
@@ -195,8 +190,7 @@ class MsrReading:
         )
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(NamedTuple):
     path: str
     total_bytes: Optional[int] = None
     free_bytes: Optional[int] = None
@@ -213,7 +207,7 @@ class DiskUsage:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DiskUsage":
+    def from_dict(cls, data: Mapping[str, Any]) -> DiskUsage:
         return cls(
             path=str(data["path"]),
             total_bytes=_optional_int(data.get("total_bytes")),
@@ -223,8 +217,7 @@ class DiskUsage:
         )
 
 
-@dataclass(frozen=True)
-class LiveFacts:
+class LiveFacts(NamedTuple):
     kvm: KvmProbe
     credentials: Credentials
     device_acl: Optional[bool] = None  # /dev/kvm carries a POSIX ACL
@@ -244,7 +237,7 @@ class LiveFacts:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], captured_at: Optional[str] = None) -> "LiveFacts":
+    def from_dict(cls, data: Mapping[str, Any], captured_at: Optional[str] = None) -> LiveFacts:
         return cls(
             kvm=KvmProbe.from_dict(data["kvm"]),
             credentials=Credentials.from_dict(data["credentials"]),

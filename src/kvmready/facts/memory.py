@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from kvmready.host import Host, ReadError
 
 MEMINFO = "/proc/meminfo"
 
 
-@dataclass(frozen=True)
-class MemoryInfo:
+class MemoryInfo(NamedTuple):
     total_bytes: Optional[int] = None
     available_bytes: Optional[int] = None
     error: Optional[str] = None

@@ -8,8 +8,8 @@ an `initstate` file there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional
+from types import MappingProxyType
+from typing import Dict, Mapping, NamedTuple, Optional
 
 from kvmready.host import Host, ReadError
 
@@ -23,8 +23,7 @@ def module_name(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
-@dataclass(frozen=True)
-class Module:
+class Module(NamedTuple):
     name: str
     state: str  # live, loading, unloading, builtin
     source: str  # PROC_MODULES or SYS_MODULE
@@ -37,9 +36,8 @@ class Module:
         return {"name": self.name, "state": self.state, "source": self.source}
 
 
-@dataclass(frozen=True)
-class ModuleTable:
-    modules: Mapping[str, Module] = field(default_factory=dict)
+class ModuleTable(NamedTuple):
+    modules: Mapping[str, Module] = MappingProxyType({})
     proc_modules_error: Optional[str] = None
     sys_module_error: Optional[str] = None
 
@@ -94,11 +92,10 @@ def _sys_state(host: Host, entry: str) -> str:
         return "builtin"
 
 
-@dataclass(frozen=True)
-class ModuleParams:
+class ModuleParams(NamedTuple):
     module: str
-    values: Mapping[str, str] = field(default_factory=dict)
-    errors: Mapping[str, str] = field(default_factory=dict)  # parameter -> why unreadable
+    values: Mapping[str, str] = MappingProxyType({})
+    errors: Mapping[str, str] = MappingProxyType({})  # parameter -> why unreadable
     error: Optional[str] = None  # the parameters directory itself
 
     def get(self, name: str) -> Optional[str]:

@@ -9,16 +9,14 @@ style `KEY=value` assignments with optional quotes.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
 OS_RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release")
 
 
-@dataclass(frozen=True)
-class OsInfo:
+class OsInfo(NamedTuple):
     id: Optional[str] = None
     version_id: Optional[str] = None
     name: Optional[str] = None  # PRETTY_NAME, else NAME VERSION
