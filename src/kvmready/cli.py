@@ -78,8 +78,15 @@ def terminal_width() -> int:
 def write_output(text: str, output: Optional[str]) -> None:
     """stdout, or FILE written atomically (temporary file in the same folder, then rename)."""
     if not output or output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and keep Python from failing again at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(int(ExitCode.NOT_READY)) from None
+        except OSError as error:
+            fail_input(f"cannot write the report to stdout: {error.strerror or error}")
         return
     from kvmready.outfile import write_atomically
 
