@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List
 
-from kvmready.checks.base import CheckSpec, passed, warned
+from kvmready.checks.base import CheckSpec, errored, passed, warned
 from kvmready.model import Outcome
 
 VIRT_AT_LOAD_SINCE = (6, 12, 0)
@@ -47,7 +47,17 @@ def _ebusy(facts) -> bool:
     return bool(error and error.errno_name == "EBUSY")
 
 
+def _unknown_modules(facts):
+    table = facts.modules
+    if table.known:
+        return None
+    return errored("cannot tell which drivers are loaded: neither /proc/modules nor /sys/module could be read", {"sources": table.sources()})
+
+
 def check_virtualbox(facts, policy) -> Outcome:
+    unknown = _unknown_modules(facts)
+    if unknown:
+        return unknown
     drivers = _loaded(facts, VIRTUALBOX_MODULES)
     if not drivers:
         return passed("no VirtualBox drivers loaded", {"checked": list(VIRTUALBOX_MODULES)})
@@ -82,6 +92,9 @@ def check_virtualbox(facts, policy) -> Outcome:
 
 
 def check_vmware_vmmon(facts, policy) -> Outcome:
+    unknown = _unknown_modules(facts)
+    if unknown:
+        return unknown
     drivers = _loaded(facts, VMWARE_LEGACY_MODULES)
     if not drivers:
         return passed("no legacy VMware drivers (vmmon, vmnet) loaded", {"checked": list(VMWARE_LEGACY_MODULES)})

@@ -54,6 +54,13 @@ def check_virtualization(facts, policy) -> Outcome:
     if cpu.flag_lines == 0:
         return errored("cannot tell: /proc/cpuinfo has no flags line", evidence)
     extension = "vmx" if cpu.vmx_cpus else "svm" if cpu.svm_cpus else None
+    if extension and facts.hypervisor.paravirtual_xen:
+        evidence["xen_guest_type"] = "PV"
+        return failed(
+            f"a Xen PV guest: /proc/cpuinfo lists {extension}, but a paravirtual guest's kernel can never use VT-x/AMD-V",
+            "Run this system as an HVM guest with `nestedhvm=1` in its Xen domain configuration, or on bare metal.",
+            evidence,
+        )
     if extension:
         return _visible_extension(cpu, extension, evidence)
     return _missing_extension(facts, policy, evidence)
@@ -95,7 +102,15 @@ def _missing_extension(facts, policy, evidence: dict) -> Outcome:
             evidence,
         )
     vendor = cpu.vendor
-    if vendor in X86_VENDORS_WITH_VMX and not modules.has("kvm_intel"):
+    loaded = [name for name in ("kvm_intel", "kvm_amd") if modules.has(name)]
+    if loaded:
+        return warned(
+            f"{loaded[0]} is loaded, which needs VT-x/AMD-V, yet /proc/cpuinfo shows neither vmx nor svm "
+            "(a filtered cpuinfo, as some containers present)",
+            "Nothing to fix if kvm.guest passes; otherwise read the host's real /proc/cpuinfo.",
+            evidence,
+        )
+    if vendor in X86_VENDORS_WITH_VMX:
         return failed(
             "no VT-x (vmx) in /proc/cpuinfo: the CPU lacks it, or firmware disabled it and the kernel hides the flag",
             advice.INTEL_FIRMWARE + " `sudo kvmready check --only cpu.firmware` reads IA32_FEATURE_CONTROL to tell which.",
@@ -214,6 +229,13 @@ def check_firmware(facts, policy) -> Outcome:
     for module in ("kvm_intel", "kvm_amd"):
         if facts.modules.has(module):
             return passed(f"{module} is loaded, and it refuses to load while firmware disables virtualization", {"module": module})
+    hypervisor = facts.hypervisor
+    if hypervisor.is_guest:
+        return skipped(
+            f"a VM under {hypervisor.name}: its MSRs are the hypervisor's virtual registers, not firmware settings "
+            "(host.hypervisor says how to expose VT-x/AMD-V)",
+            {"hypervisor": hypervisor.name},
+        )
     live = facts.live
     if live is None:
         return skipped(f"the MSR that tells needs the machine itself ({facts.offline_reason})")

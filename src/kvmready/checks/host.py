@@ -44,7 +44,7 @@ def check_hypervisor(facts, policy) -> Outcome:
     cpu = facts.cpu
     if not cpu.readable:
         return unreadable("whether nested virtualization is exposed", "/proc/cpuinfo", cpu.error, evidence)
-    exposed = cpu.virtualization in ("vt-x", "amd-v")
+    exposed = cpu.virtualization in ("vt-x", "amd-v", "sie") and not info.paravirtual_xen
     evidence["nested_exposed"] = exposed
     if exposed:
         return warned(

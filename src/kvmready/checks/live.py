@@ -37,8 +37,17 @@ def check_access(facts, policy) -> Outcome:
     evidence["error"] = error.to_dict()
     if error.errno_name == "ENOENT":
         return failed(f"{KVM} does not exist (see kvm.device)", "Load the KVM module (see kvm.module); it creates the device.", evidence)
-    if error.errno_name in ("EACCES", "EPERM"):
+    if error.errno_name == "EACCES":
         return failed(_denied_summary(facts, node), _access_fix(facts, node, evidence), evidence)
+    if error.errno_name == "EPERM":
+        return failed(
+            f"opening {KVM} is not permitted (EPERM): a device cgroup, seccomp filter or security module forbids it, "
+            "whatever the file permissions say",
+            f"In a container, pass the device (`docker run --device {KVM}`, Kubernetes: a device plugin such as "
+            f"KubeVirt's devices.kubevirt.io/kvm); for a systemd service, `DeviceAllow={KVM} rw`; "
+            "otherwise check the audit log for the denying security module.",
+            evidence,
+        )
     if error.errno_name in ("ENXIO", "ENODEV"):
         return failed(
             f"{KVM} exists but no driver answers it ({error.errno_name}): the KVM module is not loaded",
@@ -71,8 +80,9 @@ def _access_fix(facts, node, evidence: dict) -> str:
         group_name = "kvm"
     else:
         group_name = group.name if group else str(node.gid)
-    member_on_disk = _listed_member(groups, group_name, credentials.username)
-    in_session = group is not None and (group.gid in credentials.groups or group.gid == credentials.gid)
+    target = groups.by_name.get(group_name)
+    member_on_disk = _listed_member(target, credentials)
+    in_session = target is not None and (target.gid in credentials.groups or target.gid == credentials.gid)
     evidence["group_membership"] = {"group": group_name, "listed_in_etc_group": member_on_disk, "in_this_session": in_session}
     if member_on_disk and not in_session:
         steps.append(
@@ -84,9 +94,11 @@ def _access_fix(facts, node, evidence: dict) -> str:
     return " ".join(f"{index}. {step[0].upper()}{step[1:]}." for index, step in enumerate(steps, 1))
 
 
-def _listed_member(groups, group_name: str, username: Optional[str]) -> bool:
-    group = groups.by_name.get(group_name)
-    return bool(group and username and username in group.members)
+def _listed_member(group, credentials) -> bool:
+    """In the group by /etc/group's member list, or as the primary group."""
+    if group is None:
+        return False
+    return bool(credentials.username and credentials.username in group.members) or group.gid == credentials.gid
 
 
 def _needs_open(facts) -> Optional[Outcome]:
@@ -194,6 +206,9 @@ def _has_module(facts, name: str) -> bool:
 
 def check_guest(facts, policy) -> Outcome:
     probe = facts.live.kvm
+    blocked = _needs_open(facts) or _needs_api(facts)
+    if blocked:
+        return blocked
     if not probe.vm_created:
         return skipped("needs a VM (see kvm.create-vm)")
     if probe.guest_error:

@@ -34,7 +34,7 @@ def check_cpus(facts, policy) -> Outcome:
         )
     if count < policy.recommended_cpus:
         return warned(
-            f"{count} logical CPUs; {policy.recommended_cpus}+ recommended (a VM with N vCPUs wants N logical CPUs)",
+            f"{count} logical CPU{'s' if count != 1 else ''}; {policy.recommended_cpus}+ recommended (a VM with N vCPUs wants N logical CPUs)",
             "Add CPUs, or give guests fewer vCPUs than the host has.",
             evidence,
         )

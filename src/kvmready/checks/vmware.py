@@ -1,31 +1,18 @@
 """VMware guest support in KVM: the backdoor VMware Tools talk through.
 
 The per-VM capabilities from VMware's KVM patch series are not in any
-released kernel (up to 6.18; the numbers the series proposed, 239-241, now
-mean ARM/RISC-V capabilities), so `VMWARE_CAPABILITIES` is empty and the
-check rests on the system-wide `kvm.enable_vmware_backdoor` parameter.  When
-a release defines them, add one row per capability below: the live probe
-then queries it on kernels from that release on, and this check prefers it.
+released kernel yet (see `kvmready.vmware_caps`), so the check rests on the
+system-wide `kvm.enable_vmware_backdoor` parameter until a release that
+defines them runs here.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
-
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, passed, skipped, warned
-from kvmready.facts.kernel import Version, format_version
+from kvmready.facts.kernel import format_version
 from kvmready.model import Outcome
-
-
-class VmwareCapability(NamedTuple):
-    name: str
-    number: int
-    first_release: Version  # the first kernel release whose uapi defines it
-    enables: str
-
-
-VMWARE_CAPABILITIES: Tuple[VmwareCapability, ...] = ()
+from kvmready import vmware_caps
 
 BACKDOOR_PARAM = "enable_vmware_backdoor"
 TOOLS_FEATURES = (
@@ -33,13 +20,6 @@ TOOLS_FEATURES = (
     "time synchronisation, guest information, copy and paste, drag and drop, display resizing, "
     "shared folders, graceful shutdown, the absolute mouse (vmmouse) and the VMware pseudo performance counters"
 )
-
-
-def capabilities_for(version) -> Tuple[VmwareCapability, ...]:
-    """The VMware capabilities a kernel of this version defines (never guessed from numbers alone)."""
-    if version is None:
-        return ()
-    return tuple(cap for cap in VMWARE_CAPABILITIES if version >= cap.first_release)
 
 
 def check_backdoor(facts, policy) -> Outcome:
@@ -51,7 +31,7 @@ def check_backdoor(facts, policy) -> Outcome:
     params = facts.module_params("kvm")
     path = params.path(BACKDOOR_PARAM)
     value = params.get(BACKDOOR_PARAM)
-    evidence = {"source": path, "value": value, "per_vm_capabilities_defined": [cap.name for cap in VMWARE_CAPABILITIES]}
+    evidence = {"source": path, "value": value, "per_vm_capabilities_defined": [cap.name for cap in vmware_caps.VMWARE_CAPABILITIES]}
     fix = (
         f"{advice.sentence(advice.modprobe_option('kvm', 'enable_vmware_backdoor=1'))} "
         "The setting is read only when the module loads, applies to every VM, and costs a little speed "
@@ -75,7 +55,7 @@ def check_backdoor(facts, policy) -> Outcome:
 
 def _per_vm_capabilities(facts):
     kernel = facts.kernel
-    defined = capabilities_for(kernel.version)
+    defined = vmware_caps.capabilities_for(kernel.version)
     if not defined:
         return None
     live = facts.live

@@ -146,9 +146,12 @@ class Facts:
 
         def compute() -> LiveFacts:
             from kvmready.facts import live
+            from kvmready.vmware_caps import capabilities_for
 
             vendor = self._safe(lambda: self.cpu.vendor)
-            return live.probe(self.live_system, vendor=vendor, vm_dir=self.vm_dir)
+            vmware = capabilities_for(self._safe(lambda: self.kernel.version))
+            extra = tuple((cap.name, cap.number) for cap in vmware)
+            return live.probe(self.live_system, vendor=vendor, vm_dir=self.vm_dir, extra_capabilities=extra)
 
         return self._get("live", compute)
 

@@ -16,6 +16,7 @@ from kvmready.host import Host, ReadError
 DMI_DIR = "/sys/class/dmi/id"
 DMI_FIELDS = ("sys_vendor", "product_name", "bios_vendor", "board_vendor", "chassis_vendor")
 SYS_HYPERVISOR_TYPE = "/sys/hypervisor/type"
+SYS_HYPERVISOR_GUEST_TYPE = "/sys/hypervisor/guest_type"
 PROC_XEN_CAPABILITIES = "/proc/xen/capabilities"
 PROC_SYSINFO = "/proc/sysinfo"
 DT_HYPERVISOR = "/proc/device-tree/hypervisor/compatible"
@@ -87,6 +88,13 @@ class HypervisorInfo(NamedTuple):
     clues: Tuple[Clue, ...] = ()
     xen_role: Optional[str] = None  # "dom0" or "domU" under Xen
     unreadable: Tuple[str, ...] = ()  # sources that exist but could not be read
+    xen_guest_type: Optional[str] = None  # "PV", "HVM" or "PVH" under Xen
+    xen_guest_type_source: Optional[str] = None
+
+    @property
+    def paravirtual_xen(self) -> bool:
+        """A Xen PV guest: its kernel never runs in VMX root, whatever flags it shows."""
+        return self.name == "xen" and self.xen_guest_type == "PV"
 
     @property
     def is_guest(self) -> bool:
@@ -96,6 +104,9 @@ class HypervisorInfo(NamedTuple):
         data = {"hypervisor": self.name, "clues": [clue.to_dict() for clue in self.clues]}
         if self.xen_role:
             data["xen_role"] = self.xen_role
+        if self.xen_guest_type:
+            data["xen_guest_type"] = self.xen_guest_type
+            data["xen_guest_type_source"] = self.xen_guest_type_source
         if self.unreadable:
             data["unreadable"] = list(self.unreadable)
         return data
@@ -127,7 +138,23 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     clues.extend(_pci(read))
     if hypervisor_flag:
         clues.append(Clue("/proc/cpuinfo", "hypervisor flag", "unknown"))
-    return HypervisorInfo(_decide(clues), tuple(clues), xen_role, tuple(unreadable))
+    name = _decide(clues)
+    guest_type, guest_type_source = _xen_guest_type(read, clues) if name == "xen" and xen_role != "dom0" else (None, None)
+    return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source)
+
+
+def _xen_guest_type(read, clues: List[Clue]) -> Tuple[Optional[str], Optional[str]]:
+    """PV, HVM or PVH: /sys/hypervisor/guest_type (Linux 4.15+), else inferred.
+
+    HVM guests boot through emulated firmware and have DMI tables; a domU
+    without any DMI clue is paravirtual (what virt-what calls xen-domU).
+    """
+    declared = (read(SYS_HYPERVISOR_GUEST_TYPE) or "").strip().upper()
+    if declared in ("PV", "HVM", "PVH"):
+        return declared, SYS_HYPERVISOR_GUEST_TYPE
+    if not any(clue.source.startswith(DMI_DIR) for clue in clues):
+        return "PV", "inferred: no DMI tables (HVM guests have them)"
+    return "HVM", "inferred: DMI tables present"
 
 
 def _decide(clues: List[Clue]) -> Optional[str]:

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 KVM_DEVICE = "/dev/kvm"
+EXPECTED_API_VERSION = 12  # api.rst: refuse to run with any other value
 # MSRs that say whether firmware left hardware virtualization on.
 IA32_FEATURE_CONTROL = 0x3A
 AMD_VM_CR = 0xC0010114
@@ -316,16 +317,29 @@ class LiveSystem:
         text = data[4:16].decode("ascii", errors="replace").rstrip("\x00")
         return text or None
 
-    def disk_usage(self, path: str) -> Tuple[int, int]:
+    def disk_usage(self, path: str) -> Tuple[str, int, int]:
+        """(the path measured, total bytes, bytes free to users) for path or, while it does
+        not exist yet, its nearest existing parent: where the VMs would land."""
+        measured = path
+        while not os.path.exists(measured) and os.path.dirname(measured) != measured:
+            measured = os.path.dirname(measured)
         # What psutil.disk_usage does, without its 8 ms import on every run.
-        stats = os.statvfs(path)
-        return stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
+        stats = os.statvfs(measured)
+        return measured, stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
 
 
-def probe(system: Any, *, vendor: Optional[str], vm_dir: Optional[str], device: str = KVM_DEVICE) -> LiveFacts:
+def probe(
+    system: Any,
+    *,
+    vendor: Optional[str],
+    vm_dir: Optional[str],
+    extra_capabilities: Tuple[Tuple[str, int], ...] = (),
+    device: str = KVM_DEVICE,
+) -> LiveFacts:
+    """`extra_capabilities`: (name, number) pairs this kernel defines beyond the standard list (VMware's)."""
     credentials = system.credentials()
     return LiveFacts(
-        kvm=probe_kvm(system, device),
+        kvm=probe_kvm(system, device, extra_capabilities),
         credentials=credentials,
         device_acl=system.has_acl(device),
         msr=probe_msr(system, vendor, credentials),
@@ -333,37 +347,40 @@ def probe(system: Any, *, vendor: Optional[str], vm_dir: Optional[str], device: 
     )
 
 
-def probe_kvm(system: Any, device: str = KVM_DEVICE) -> KvmProbe:
+def probe_kvm(system: Any, device: str = KVM_DEVICE, extra_capabilities: Tuple[Tuple[str, int], ...] = ()) -> KvmProbe:
     started = time.perf_counter_ns()
     steps: Dict[str, Any] = {"device": device}
+    capabilities = tuple(system.capabilities()) + tuple(extra_capabilities)
     try:
         handle = system.kvm.open_device(device)
     except Exception as error:  # KvmError, or anything a broken backend raises
         steps["open_error"] = Failure.from_error("open", error)
         return KvmProbe(**steps, duration_ns=time.perf_counter_ns() - started)
     try:
-        _run_steps(system, handle, steps)
+        _run_steps(handle, capabilities, steps)
     finally:
         handle.close()
     return KvmProbe(**steps, duration_ns=time.perf_counter_ns() - started)
 
 
-def _run_steps(system: Any, handle: Any, steps: Dict[str, Any]) -> None:
+def _run_steps(handle: Any, capabilities, steps: Dict[str, Any]) -> None:
     try:
         steps["api_version"] = handle.api_version()
     except Exception as error:
         steps["api_error"] = Failure.from_error("KVM_GET_API_VERSION", error)
         return
+    if steps["api_version"] != EXPECTED_API_VERSION:
+        return  # the ioctl numbers below are only meaningful for API 12
     try:
         vm = handle.create_vm()
     except Exception as error:
         steps["create_vm_error"] = Failure.from_error("KVM_CREATE_VM", error)
-        _query_capabilities(system, handle, "system", steps)
+        _query_capabilities(handle, capabilities, "system", steps)
         return
     try:
         steps["vm_created"] = True
         # The API documentation prefers asking the VM: some answers are per VM.
-        _query_capabilities(system, vm, "vm", steps)
+        _query_capabilities(vm, capabilities, "vm", steps)
         try:
             steps["guest"] = GuestResult(**_guest_fields(vm.run_smoke_guest()))
         except Exception as error:
@@ -372,11 +389,11 @@ def _run_steps(system: Any, handle: Any, steps: Dict[str, Any]) -> None:
         vm.close()
 
 
-def _query_capabilities(system: Any, target: Any, scope: str, steps: Dict[str, Any]) -> None:
+def _query_capabilities(target: Any, capabilities, scope: str, steps: Dict[str, Any]) -> None:
     values: Dict[str, int] = {}
     numbers: Dict[str, int] = {}
     errors: Dict[str, Failure] = {}
-    for name, number in system.capabilities():
+    for name, number in capabilities:
         numbers[name] = number
         try:
             values[name] = int(target.check_extension(number))
@@ -420,13 +437,10 @@ def probe_msr(system: Any, vendor: Optional[str], credentials: Credentials) -> O
 
 def probe_disk(system: Any, vm_dir: str) -> DiskUsage:
     path = os.path.expanduser(vm_dir)
-    measured = path
-    while not os.path.exists(measured) and os.path.dirname(measured) != measured:
-        measured = os.path.dirname(measured)  # the VM folder may not exist yet: measure where it would be
     try:
-        total, free = system.disk_usage(measured)
+        measured, total, free = system.disk_usage(path)
     except OSError as error:
-        return DiskUsage(path, measured_at=measured, error=str(Failure.from_error("statvfs", error)))
+        return DiskUsage(path, error=str(Failure.from_error("statvfs", error)))
     return DiskUsage(path, total, free, measured_at=measured)
 
 

@@ -1,0 +1,209 @@
+"""`kvmready check` on this very machine: the live KVM checks end to end.
+
+Run as root (sessions and CI do), the CLI opens /dev/kvm, creates a VM and
+runs the smoke guest.  Then the same check runs in a forked child that drops
+to nobody/nogroup (the interpreter lives in root's 0700 home, so a separate
+unprivileged process could not even start it; see reference/kvm.md), where
+/dev/kvm must be refused with the fix spelt out.
+
+Skipped as a whole where /dev/kvm does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import stat
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+KVM = "/dev/kvm"
+SRC = Path(__file__).resolve().parents[2] / "src"
+LIVE_CHECKS = ("kvm.access", "kvm.api", "kvm.capabilities", "kvm.create-vm", "kvm.guest")
+NOBODY = 65534
+
+if not os.path.exists(KVM):
+    pytest.skip(f"{KVM} does not exist on this machine", allow_module_level=True)
+
+
+def _usable() -> str:
+    try:
+        os.close(os.open(KVM, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as error:
+        return f"{KVM} does not open for this user: {error}"
+    return ""
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return {flag for line in cpuinfo if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
+def run_cli(*args: str):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    done = subprocess.run(
+        [sys.executable, "-m", "kvmready", "check", "--format", "json", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=str(SRC.parent),
+    )
+    assert done.stdout.endswith("}\n"), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def check_of(report: dict, check_id: str) -> dict:
+    return next(check for check in report["checks"] if check["id"] == check_id)
+
+
+@pytest.fixture(scope="module")
+def kvm_report():
+    reason = _usable()
+    if reason:
+        pytest.skip(reason)
+    return run_cli("--target", "kvm")
+
+
+def test_live_kvm_checks_all_pass_on_this_machine(kvm_report):
+    code, report = kvm_report
+    for check_id in LIVE_CHECKS:
+        check = check_of(report, check_id)
+        assert check["status"] == "pass", (check_id, check["summary"])
+    assert report["host"]["live"] is True and report["host"]["source"] == "live"
+    assert report["host"]["kvm"]["api_version"] == 12
+    assert check_of(report, "kvm.api")["evidence"]["api_version"] == 12
+
+
+def test_live_guest_wrote_k_and_was_timed(kvm_report):
+    code, report = kvm_report
+    evidence = check_of(report, "kvm.guest")["evidence"]
+    assert evidence["ok"] is True
+    assert evidence["byte"] == 75 and evidence["port"] == 0x3F8
+    assert evidence["exits"] == ["IO", "HLT"]
+    assert evidence["duration_ns"] > 0 and evidence["duration_ms"] > 0
+    assert evidence["duration_ms"] < 5000
+
+
+def test_live_kvm_target_is_ready_and_exits_0(kvm_report):
+    code, report = kvm_report
+    assert code == 0 == report["exit_code"]
+    if os.path.isdir("/sys/module/kvm_pvm") and not _cpu_flags() & {"vmx", "svm"}:
+        # The development machine: KVM through kvm_pvm, which runs only PVM-enabled guests.
+        assert report["verdict"] == "ready_with_warnings"
+        assert report["reasons"][0] == "cpu.virtualization"
+        assert check_of(report, "cpu.virtualization")["status"] == "warn"
+    else:
+        assert report["verdict"] in ("ready", "ready_with_warnings")
+
+
+def test_live_workstation_target_needs_vtx_here():
+    if _cpu_flags() & {"vmx", "svm"}:
+        pytest.skip("this machine shows VT-x/AMD-V; the no-VT-x verdict applies to hosts without it")
+    reason = _usable()
+    if reason:
+        pytest.skip(reason)
+    code, report = run_cli("--target", "workstation")
+    assert (code, report["verdict"], report["exit_code"]) == (1, "not_ready", 1)
+    assert report["reasons"][0] == "cpu.virtualization"
+    assert check_of(report, "kvm.guest")["status"] == "pass"  # KVM itself works; Workstation needs more
+
+
+# --- an unprivileged user --------------------------------------------------------------------------
+def _check_as_nobody(write_fd: int) -> None:
+    """In the forked child: drop to nobody/nogroup, run the checks in-process, report through the pipe."""
+    try:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        from kvmready import runner
+        from kvmready.facts import Facts
+        from kvmready.facts.live import LiveSystem
+        from kvmready.host import DirectoryHost
+        from kvmready.model import Target
+
+        facts = Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir="/tmp")
+        results = runner.run(facts, Target.KVM)
+        report = runner.build_report(facts, Target.KVM, results)
+        access = report.check("kvm.access")
+        payload = {
+            "uid": os.getuid(),
+            "status": access.status.value,
+            "summary": access.summary,
+            "remediation": access.remediation,
+            "evidence": dict(access.evidence),
+            "exit_code": report.exit_code,
+            "verdict": report.verdict.value,
+            "api": report.check("kvm.api").status.value,
+        }
+    except BaseException as error:  # anything: the parent reports it
+        payload = {"exception": repr(error), "traceback": traceback.format_exc()}
+    try:
+        os.write(write_fd, json.dumps(payload, default=str).encode())
+    finally:
+        os._exit(0)
+
+
+def _run_in_unprivileged_child(timeout_s: float = 120.0) -> dict:
+    # The interpreter's own files sit in root's 0700 home: import everything the
+    # child needs while still root.
+    import pwd  # noqa: F401
+    import kvmready.kvmapi  # noqa: F401
+    import kvmready.runner  # noqa: F401
+    import kvmready.summary  # noqa: F401
+    import kvmready.facts.live  # noqa: F401
+    import kvmready.checks  # noqa: F401
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        _check_as_nobody(write_fd)
+    os.close(write_fd)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], timeout_s)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"the unprivileged child did not answer within {timeout_s} s")
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    payload = json.loads(b"".join(chunks) or b"{}")
+    assert "exception" not in payload, payload.get("traceback")
+    return payload
+
+
+def test_unprivileged_user_is_refused_with_the_group_and_udev_fix():
+    if os.geteuid() != 0:
+        pytest.skip("dropping to nobody needs root")
+    st = os.stat(KVM)
+    if st.st_mode & 0o006 == 0o006:
+        pytest.skip(f"{KVM} is world read-write here: nobody can open it")
+    payload = _run_in_unprivileged_child()
+    assert payload["uid"] == NOBODY
+    assert payload["status"] == "fail", payload["summary"]
+    assert "may not open /dev/kvm" in payload["summary"]
+    assert payload["evidence"]["error"]["errno_name"] in ("EACCES", "EPERM")
+    remediation = payload["remediation"]
+    assert "usermod -aG kvm" in remediation
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_gid == 0 or mode & 0o060 != 0o060:  # here: root:root 0600
+        assert 'KERNEL=="kvm", GROUP="kvm", MODE="0660"' in remediation
+        assert "udevadm trigger --name-match=kvm" in remediation
+    assert payload["evidence"]["mode"] == f"{mode:04o}"
+    assert payload["api"] == "skip"
+    assert payload["exit_code"] == 1 and payload["verdict"] == "not_ready"

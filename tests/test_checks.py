@@ -1,0 +1,1059 @@
+"""Every check's pass, warn/fail, skip and error paths on small scenario trees.
+
+The live KVM checks (kvm.access, kvm.api, kvm.capabilities, kvm.create-vm,
+kvm.guest) have their own module, test_live_checks.py; everything else is
+here.  Trees come from tests/treebuilder.py, live facts from tests/fakes.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from pathlib import Path
+
+import pytest
+
+from kvmready import vmware_caps
+from kvmready.checks import REGISTRY
+from kvmready.facts.kernel import parse_release
+from kvmready.model import Severity, Status
+
+from fakes import GIB, FakeKvmBackend, FakeLiveSystem
+from treebuilder import (
+    KVM_GID,
+    QEMU_DMI,
+    aarch64_machine,
+    amd_desktop,
+    char_node,
+    intel_desktop,
+    kvm_guest,
+    kvm_node,
+    lockdown_text,
+    make_facts,
+    pvm_host,
+    run_check,
+)
+
+WS, KVM = "workstation", "kvm"
+
+
+def user(**kwargs) -> FakeLiveSystem:
+    kwargs.setdefault("groups", (1000, KVM_GID))
+    return FakeLiveSystem(**kwargs)
+
+
+def root(**kwargs) -> FakeLiveSystem:
+    return FakeLiveSystem.root(**kwargs)
+
+
+# --- coverage of the registry ------------------------------------------------------
+def test_every_registered_check_is_exercised_by_these_tests_or_the_live_ones():
+    here = Path(__file__).read_text()
+    live = (Path(__file__).parent / "test_live_checks.py").read_text()
+    named = set(re.findall(r'"([a-z]+\.[a-z0-9-]+)"', here + live))
+    missing = sorted(set(REGISTRY) - named)
+    assert not missing, f"checks without tests: {missing}"
+
+
+# --- cpu.arch ------------------------------------------------------------------------
+def test_arch_x86_64_passes_for_workstation():
+    result = run_check("cpu.arch", intel_desktop())
+    assert result.status is Status.PASS
+    assert "x86_64" in result.summary
+    assert result.evidence["arch"] == "x86_64"
+
+
+def test_arch_aarch64_fails_for_workstation_but_passes_for_kvm():
+    ws = run_check("cpu.arch", aarch64_machine(), WS)
+    assert ws.status is Status.FAIL
+    assert "aarch64" in ws.summary and "x86_64" in ws.summary
+    assert "x86_64 machine" in ws.remediation
+    assert run_check("cpu.arch", aarch64_machine(), KVM).status is Status.PASS
+
+
+def test_arch_from_the_cpuinfo_format_when_the_sysctl_is_missing():
+    result = run_check("cpu.arch", intel_desktop(arch_file=False))
+    assert result.status is Status.PASS
+    assert result.evidence["source"] == "/proc/cpuinfo (format)"
+
+
+def test_arch_unknown_is_an_error_not_the_analysing_machines_arch():
+    tree = intel_desktop(arch_file=False, kernel="6.8.0-45-generic").without("/proc/cpuinfo")
+    result = run_check("cpu.arch", tree)
+    assert result.status is Status.ERROR
+    assert "cannot tell the architecture" in result.summary
+
+
+# --- cpu.virtualization ----------------------------------------------------------------
+def test_virtualization_vmx_on_every_cpu_passes():
+    result = run_check("cpu.virtualization", intel_desktop(cpus=8))
+    assert result.status is Status.PASS
+    assert "VT-x (vmx) on all 8 CPUs" in result.summary
+    assert result.evidence["cpus_with_vmx"] == 8
+
+
+def test_virtualization_svm_on_every_cpu_passes():
+    result = run_check("cpu.virtualization", amd_desktop(cpus=16))
+    assert result.status is Status.PASS
+    assert "AMD-V (svm) on all 16 CPUs" in result.summary
+
+
+def test_virtualization_vmx_on_some_cpus_only_fails_with_firmware_advice():
+    result = run_check("cpu.virtualization", intel_desktop(cpus=8, flag_cpus=range(6)), KVM)
+    assert result.status is Status.FAIL
+    assert "only 6 of 8 CPUs" in result.summary
+    assert "Intel Virtualization Technology" in result.remediation
+    assert result.evidence["cpus_with_vmx"] == 6 and result.evidence["cpus_with_flags"] == 8
+
+
+def test_virtualization_intel_without_vmx_and_without_kvm_intel_hints_that_firmware_hides_vmx():
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.virtualization", tree)
+    assert result.status is Status.FAIL
+    assert "firmware disabled it and the kernel hides the flag" in result.summary
+    assert "Intel Virtualization Technology" in result.remediation
+    assert "cpu.firmware" in result.remediation and "IA32_FEATURE_CONTROL" in result.remediation
+
+
+def test_virtualization_amd_without_svm_fails_with_svm_mode_advice():
+    tree = amd_desktop(svm=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.virtualization", tree, KVM)
+    assert result.status is Status.FAIL
+    assert "no AMD-V (svm)" in result.summary
+    assert "SVM Mode" in result.remediation
+
+
+def test_virtualization_pvm_fails_for_workstation_and_warns_for_kvm():
+    ws = run_check("cpu.virtualization", pvm_host(), WS)
+    assert ws.status is Status.FAIL
+    assert "kvm_pvm" in ws.summary and "PVM-enabled Linux guest" in ws.summary
+    assert "unmodified operating systems" in ws.remediation
+    assert "nested" in ws.remediation  # it is a VM under KVM: says how to expose VT-x
+    assert ws.evidence["kvm_module"] == "kvm_pvm"
+    kvm = run_check("cpu.virtualization", pvm_host(), KVM)
+    assert kvm.status is Status.WARN
+    assert "PVM-enabled guest kernels" in kvm.remediation
+
+
+def test_virtualization_guest_without_vmx_names_the_outer_hypervisor():
+    tree = kvm_guest(nested=False)
+    ws = run_check("cpu.virtualization", tree, WS, live=user(cpuid="KVMKVMKVM"))
+    assert ws.status is Status.FAIL
+    assert "a VM under kvm" in ws.summary
+    assert "host-passthrough" in ws.remediation and "nested=1" in ws.remediation
+    assert ws.evidence["hypervisor"] == "kvm"
+    assert run_check("cpu.virtualization", tree, KVM).status is Status.WARN
+
+
+def test_virtualization_guest_under_vmware_says_how_vmware_exposes_vtx():
+    tree = kvm_guest(nested=False, dmi={"sys_vendor": "VMware, Inc.", "product_name": "VMware Virtual Platform"},
+                     clocksource="tsc")
+    result = run_check("cpu.virtualization", tree)
+    assert result.status is Status.FAIL
+    assert "under vmware" in result.summary
+    assert "vhv.enable" in result.remediation
+
+
+def test_virtualization_without_cpuinfo_is_an_error_naming_the_file():
+    result = run_check("cpu.virtualization", intel_desktop().without("/proc/cpuinfo"))
+    assert result.status is Status.ERROR
+    assert "/proc/cpuinfo" in result.summary
+
+
+def test_virtualization_on_arm_is_skipped_for_workstation_and_judged_by_the_kvm_module_for_kvm():
+    ws = run_check("cpu.virtualization", aarch64_machine(), WS)
+    assert ws.status is Status.SKIP
+    assert "cpu.arch" in ws.summary
+    kvm = run_check("cpu.virtualization", aarch64_machine(), KVM)
+    assert kvm.status is Status.PASS
+    assert "kernel provides KVM" in kvm.summary
+
+
+# --- cpu.hardware-mmu ----------------------------------------------------------------
+def test_hardware_mmu_ept_and_unrestricted_guest_pass():
+    result = run_check("cpu.hardware-mmu", intel_desktop())
+    assert result.status is Status.PASS
+    assert "EPT and unrestricted guest" in result.summary
+    assert result.evidence["cpu_ept"] is True and result.evidence["kvm_intel_ept"] is True
+
+
+def test_hardware_mmu_kvm_intel_ept_off_fails_for_workstation_warns_for_kvm():
+    tree = intel_desktop(params={"kvm_intel": {"ept": "N"}})
+    ws = run_check("cpu.hardware-mmu", tree, WS)
+    assert ws.status is Status.FAIL
+    assert "ept=N" in ws.summary
+    assert "kvm_intel ept=0" in ws.remediation
+    assert ws.evidence["kvm_intel_ept"] is False
+    assert run_check("cpu.hardware-mmu", tree, KVM).status is Status.WARN
+
+
+def test_hardware_mmu_cpu_without_ept_or_unrestricted_guest_fails_for_workstation():
+    tree = intel_desktop(vmx_flags="vnmi preemption_timer invvpid tsc_offset vtpr vapic")
+    result = run_check("cpu.hardware-mmu", tree)
+    assert result.status is Status.FAIL
+    assert "lacks EPT and unrestricted guest" in result.summary
+    assert "shadow paging" in result.summary
+
+
+def test_hardware_mmu_without_vmx_flags_line_or_kvm_intel_cannot_confirm():
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=("ept",))
+    result = run_check("cpu.hardware-mmu", tree, WS)
+    assert result.status is Status.WARN
+    assert "cannot confirm" in result.summary
+    assert "modprobe kvm_intel" in result.remediation
+
+
+def test_hardware_mmu_amd_npt_passes():
+    result = run_check("cpu.hardware-mmu", amd_desktop())
+    assert result.status is Status.PASS
+    assert "NPT" in result.summary
+    assert result.evidence == {"cpu_npt": True, "kvm_amd_npt": True}
+
+
+def test_hardware_mmu_kvm_amd_npt_0_fails_for_workstation_warns_for_kvm():
+    tree = amd_desktop(params={"kvm_amd": {"npt": "0"}})
+    ws = run_check("cpu.hardware-mmu", tree, WS)
+    assert ws.status is Status.FAIL
+    assert "npt=0" in ws.summary and "kvm_amd npt=0" in ws.remediation
+    assert run_check("cpu.hardware-mmu", tree, KVM).status is Status.WARN
+
+
+def test_hardware_mmu_amd_cpu_without_npt_fails():
+    result = run_check("cpu.hardware-mmu", amd_desktop(remove_flags=("npt",)))
+    assert result.status is Status.FAIL
+    assert "nested page tables" in result.summary
+
+
+def test_hardware_mmu_skips_without_vmx_or_svm():
+    result = run_check("cpu.hardware-mmu", pvm_host())
+    assert result.status is Status.SKIP
+    assert "cpu.virtualization" in result.summary
+
+
+# --- cpu.firmware ----------------------------------------------------------------------
+def test_firmware_visible_vmx_passes_even_offline():
+    result = run_check("cpu.firmware", intel_desktop())
+    assert result.status is Status.PASS
+    assert "vmx on every CPU" in result.summary
+
+
+def test_firmware_loaded_kvm_amd_proves_svm_is_on():
+    result = run_check("cpu.firmware", amd_desktop(), live=user())
+    assert result.status is Status.PASS
+    assert "kvm_amd is loaded" in result.summary
+
+
+def test_firmware_amd_as_root_with_vm_cr_svmdis_fails():
+    tree = amd_desktop(svm=False, modules=("kvm",), kvm_present=False)
+    live = root(msr={0xC0010114: 0x18})  # SVMDIS | LOCK
+    result = run_check("cpu.firmware", tree, live=live)
+    assert result.status is Status.FAIL
+    assert "SVMDIS=1" in result.summary
+    assert "SVM Mode" in result.remediation
+    assert result.evidence["register"] == "0xC0010114"
+    assert result.evidence["svm_disabled"] is True and result.evidence["locked"] is True
+    assert ("read_msr", 0xC0010114, 0) in live.calls
+
+
+def test_firmware_amd_as_root_with_vm_cr_clear_passes():
+    tree = amd_desktop(svm=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree, live=root(msr={0xC0010114: 0x0}))
+    assert result.status is Status.PASS
+    assert "SVMDIS=0" in result.summary
+
+
+def test_firmware_intel_locked_with_vmx_outside_smx_off_fails():
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree, live=root(msr={0x3A: 0x1}))
+    assert result.status is Status.FAIL
+    assert "disabled in firmware and locked" in result.summary
+    assert "Intel Virtualization Technology" in result.remediation
+    assert result.evidence["register"] == "0x3A"
+    assert result.evidence["value"] == "0x1"
+    assert result.evidence["locked"] is True and result.evidence["vmx_outside_smx"] is False
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [(0x5, "lock=1, VMX outside SMX=1"), (0x0, "unlocked")],
+)
+def test_firmware_intel_feature_control_enabled_or_unlocked_passes(value, words):
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree, live=root(msr={0x3A: value}))
+    assert result.status is Status.PASS
+    assert words in result.summary
+
+
+def test_firmware_not_root_skips_and_says_root_would_read_the_msr():
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    live = user(msr={0x3A: 0x1})
+    result = run_check("cpu.firmware", tree, live=live)
+    assert result.status is Status.SKIP
+    assert "run as root" in result.summary and "IA32_FEATURE_CONTROL" in result.summary
+    assert result.evidence["skipped"] == "reading MSRs needs root"
+    assert not [call for call in live.calls if call[0] == "read_msr"]
+
+
+def test_firmware_missing_msr_device_skips_mentioning_modprobe_msr():
+    tree = amd_desktop(svm=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree, live=root(msr_errno=errno.ENOENT))
+    assert result.status is Status.SKIP
+    assert "modprobe msr" in result.summary and "/dev/cpu/0/msr" in result.summary
+    assert result.evidence["error"]["errno_name"] == "ENOENT"
+
+
+def test_firmware_msr_read_error_skips_with_the_errno():
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree, live=root(msr_errno=errno.EIO))
+    assert result.status is Status.SKIP
+    assert "EIO" in result.summary
+
+
+def test_firmware_offline_without_visible_vmx_skips_with_the_offline_reason():
+    tree = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False)
+    result = run_check("cpu.firmware", tree)
+    assert result.status is Status.SKIP
+    assert "needs the machine itself" in result.summary and "--root" in result.summary
+
+
+def test_firmware_skips_off_x86():
+    assert run_check("cpu.firmware", aarch64_machine(), KVM).status is Status.SKIP
+
+
+def test_firmware_inside_a_vm_does_not_blame_the_firmware_setup():
+    tree = kvm_guest(nested=False)
+    result = run_check("cpu.firmware", tree, live=root(msr={0x3A: 0x1}, cpuid="KVMKVMKVM"))
+    assert result.status is not Status.FAIL
+    assert "firmware setup" not in (result.remediation or "")
+
+
+# --- cpu.timekeeping --------------------------------------------------------------------
+def test_timekeeping_invariant_tsc_passes():
+    result = run_check("cpu.timekeeping", intel_desktop())
+    assert result.status is Status.PASS
+    assert "constant_tsc, nonstop_tsc" in result.summary
+
+
+def test_timekeeping_without_nonstop_tsc_warns():
+    result = run_check("cpu.timekeeping", intel_desktop(remove_flags=("nonstop_tsc",)))
+    assert result.status is Status.WARN
+    assert "nonstop_tsc" in result.summary and "constant_tsc" not in result.summary
+    assert "chrony" in result.remediation
+    assert result.evidence["nonstop_tsc"] is False
+
+
+def test_timekeeping_skips_off_x86():
+    assert run_check("cpu.timekeeping", aarch64_machine(), KVM).status is Status.SKIP
+
+
+# --- kernel.version -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "target, release, status, words",
+    [
+        (WS, "5.4.0-150-generic", Status.FAIL, "older than 5.10.0"),
+        (WS, "5.15.0-100-generic", Status.WARN, "5.17.0+ is recommended"),
+        (WS, "6.8.0-45-generic", Status.PASS, "needs 5.10.0+"),
+        (KVM, "2.6.18-419.el5", Status.FAIL, "older than 2.6.22"),
+        (KVM, "4.4.0-210-generic", Status.WARN, "4.5.0+ is recommended"),
+        (KVM, "5.4.0-150-generic", Status.PASS, "needs 2.6.22+"),
+    ],
+)
+def test_kernel_version_against_the_targets_minimum_and_recommendation(target, release, status, words):
+    result = run_check("kernel.version", intel_desktop(kernel=release), target)
+    assert result.status is status
+    assert words in result.summary
+    assert result.evidence["release"] == release
+
+
+def test_kernel_version_below_minimum_says_what_the_minimum_brings():
+    result = run_check("kernel.version", intel_desktop(kernel="5.4.0-150-generic"), WS)
+    assert "KVM_CAP_X86_USER_SPACE_MSR" in result.summary
+    assert "5.10.0 or newer" in result.remediation
+
+
+def test_kernel_version_garbage_release_is_an_error():
+    result = run_check("kernel.version", intel_desktop(kernel="garbage-kernel"))
+    assert result.status is Status.ERROR
+    assert "cannot parse the kernel release 'garbage-kernel'" in result.summary
+
+
+def test_kernel_version_unreadable_release_is_an_error():
+    tree = intel_desktop().without("/proc/sys/kernel/osrelease", "/proc/version")
+    result = run_check("kernel.version", tree)
+    assert result.status is Status.ERROR
+    assert "cannot tell the kernel release" in result.summary
+
+
+def test_kernel_version_falls_back_to_proc_version():
+    tree = intel_desktop(kernel="6.1.0-18-amd64").without("/proc/sys/kernel/osrelease")
+    result = run_check("kernel.version", tree)
+    assert result.status is Status.PASS
+    assert result.evidence["source"] == "/proc/version"
+
+
+# --- kvm.module ------------------------------------------------------------------------------
+def test_module_built_in_seen_only_under_sys_module_passes():
+    tree = intel_desktop(modules=(), builtin=("kvm", "kvm_intel"), proc_modules_file=False)
+    result = run_check("kvm.module", tree)
+    assert result.status is Status.PASS
+    assert "kvm_intel provides KVM, built into the kernel" == result.summary
+    assert result.evidence["module"]["state"] == "builtin"
+    assert "ENOENT" in result.evidence["sources"]["/proc/modules"]
+
+
+def test_module_pvm_built_in_passes():
+    result = run_check("kvm.module", pvm_host())
+    assert result.status is Status.PASS
+    assert result.summary == "kvm_pvm provides KVM, built into the kernel"
+
+
+def test_module_loaded_through_proc_modules_passes():
+    result = run_check("kvm.module", intel_desktop())
+    assert result.status is Status.PASS
+    assert result.summary == "kvm_intel provides KVM, loaded (live)"
+    assert result.evidence["module"]["source"] == "/proc/modules"
+
+
+def test_module_kvm_without_a_vendor_module_fails_naming_the_vendor_module():
+    result = run_check("kvm.module", intel_desktop(modules=("kvm", "irqbypass")))
+    assert result.status is Status.FAIL
+    assert "no vendor module" in result.summary
+    assert "sudo modprobe kvm_intel" in result.remediation
+    assert "Operation not supported" in result.remediation
+
+
+def test_module_none_fails_with_modprobe_and_modules_load():
+    result = run_check("kvm.module", amd_desktop(modules=("tun",)))
+    assert result.status is Status.FAIL
+    assert "no KVM module" in result.summary
+    assert "sudo modprobe kvm_amd" in result.remediation
+    assert "/etc/modules-load.d/kvm.conf" in result.remediation
+
+
+def test_module_both_sources_unreadable_is_an_error():
+    tree = intel_desktop(modules=(), proc_modules_file=False).without("/sys/module")
+    result = run_check("kvm.module", tree)
+    assert result.status is Status.ERROR
+    assert "cannot tell which modules are loaded" in result.summary
+
+
+# --- kvm.device --------------------------------------------------------------------------------
+def test_device_char_10_232_passes():
+    result = run_check("kvm.device", intel_desktop())
+    assert result.status is Status.PASS
+    assert "10:232, mode 0660" in result.summary
+    assert result.evidence["device"] == "10:232"
+
+
+def test_device_with_wrong_numbers_fails():
+    tree = intel_desktop(kvm=kvm_node(minor=233))
+    result = run_check("kvm.device", tree)
+    assert result.status is Status.FAIL
+    assert "found char 10:233, expected char 10:232" in result.summary
+    assert "udevadm trigger" in result.remediation
+
+
+def test_device_that_is_a_regular_file_fails():
+    tree = intel_desktop(kvm_present=False).with_files({"/dev/kvm": ""})
+    result = run_check("kvm.device", tree)
+    assert result.status is Status.FAIL
+    assert "found file" in result.summary
+
+
+def test_device_missing_with_module_loaded_suggests_recreating_the_node():
+    result = run_check("kvm.device", intel_desktop(kvm_present=False))
+    assert result.status is Status.FAIL
+    assert result.summary == "/dev/kvm does not exist"
+    assert "mknod /dev/kvm c 10 232" in result.remediation
+
+
+def test_device_missing_without_module_says_load_it():
+    result = run_check("kvm.device", intel_desktop(modules=("tun",), kvm_present=False))
+    assert result.status is Status.FAIL
+    assert "Load the KVM module first" in result.remediation
+
+
+def test_device_missing_in_a_container_says_pass_the_device():
+    tree = intel_desktop(kvm_present=False).with_files({"/.dockerenv": ""})
+    result = run_check("kvm.device", tree)
+    assert result.status is Status.FAIL
+    assert "--device /dev/kvm" in result.remediation
+
+
+def test_device_offline_tree_without_dev_skips():
+    result = run_check("kvm.device", intel_desktop(dev=False))
+    assert result.status is Status.SKIP
+    assert "not captured" in result.summary
+
+
+# --- kvm.nested -----------------------------------------------------------------------------------
+def test_nested_y_passes():
+    result = run_check("kvm.nested", intel_desktop())
+    assert result.status is Status.PASS
+    assert "kvm_intel nested=Y" in result.summary
+    assert result.evidence["source"] == "/sys/module/kvm_intel/parameters/nested"
+
+
+def test_nested_1_for_kvm_amd_passes():
+    result = run_check("kvm.nested", amd_desktop())
+    assert result.status is Status.PASS
+    assert "kvm_amd nested=1" in result.summary
+
+
+def test_nested_n_warns_with_the_modprobe_option():
+    result = run_check("kvm.nested", intel_desktop(params={"kvm_intel": {"nested": "N"}}))
+    assert result.status is Status.WARN
+    assert "nested=N" in result.summary and "WSL2" in result.summary
+    assert "options kvm_intel nested=1" in result.remediation
+    assert "kvm_intel.nested=1" in result.remediation  # the built-in variant
+
+
+def test_nested_unexpected_value_warns():
+    result = run_check("kvm.nested", intel_desktop(params={"kvm_intel": {"nested": "maybe"}}))
+    assert result.status is Status.WARN
+    assert "unexpected value 'maybe'" in result.summary
+
+
+def test_nested_unreadable_parameter_warns_with_the_reason():
+    tree = intel_desktop()
+    result = run_check("kvm.nested", tree, errors={"/sys/module/kvm_intel/parameters/nested": "Permission denied (EACCES)"})
+    assert result.status is Status.WARN
+    assert "cannot read /sys/module/kvm_intel/parameters/nested" in result.summary
+    assert "EACCES" in result.summary
+
+
+def test_nested_skips_without_kvm_intel_or_kvm_amd():
+    result = run_check("kvm.nested", pvm_host())
+    assert result.status is Status.SKIP
+    assert result.evidence["kvm_module"] == "kvm_pvm"
+
+
+# --- vmware.backdoor -----------------------------------------------------------------------------------
+def test_backdoor_y_passes():
+    result = run_check("vmware.backdoor", intel_desktop(params={"kvm": {"enable_vmware_backdoor": "Y"}}))
+    assert result.status is Status.PASS
+    assert "kvm.enable_vmware_backdoor=Y" in result.summary
+    assert "0x5658" in result.detail
+
+
+def test_backdoor_n_warns_with_the_module_option_and_the_command_line_form():
+    result = run_check("vmware.backdoor", intel_desktop())
+    assert result.status is Status.WARN
+    assert "VMware Tools in guests cannot reach the host" in result.summary
+    assert "options kvm enable_vmware_backdoor=1" in result.remediation
+    assert "`kvm.enable_vmware_backdoor=1`" in result.remediation
+    assert result.evidence["value"] == "N"
+    assert result.evidence["per_vm_capabilities_defined"] == []
+
+
+def test_backdoor_parameter_missing_warns_that_the_kernel_lacks_it():
+    tree = intel_desktop().without("/sys/module/kvm/parameters/enable_vmware_backdoor")
+    result = run_check("vmware.backdoor", tree)
+    assert result.status is Status.WARN
+    assert "no VMware backdoor support" in result.summary
+    assert "4.16" in result.remediation
+    assert result.evidence["error"] == "no such parameter"
+
+
+def test_backdoor_skips_when_kvm_is_not_loaded():
+    result = run_check("vmware.backdoor", intel_desktop(modules=("tun",), kvm_present=False))
+    assert result.status is Status.SKIP
+    assert "kvm.module" in result.summary
+
+
+def test_backdoor_skips_off_x86():
+    result = run_check("vmware.backdoor", aarch64_machine(), KVM)
+    assert result.status is Status.SKIP
+    assert "x86 interface" in result.summary
+
+
+HYPOTHETICAL = vmware_caps.VmwareCapability("KVM_CAP_X86_VMWARE_TEST", 9001, (7, 2, 0), "the VMware backdoor per VM")
+
+
+def _with_vmware_capability(value: int) -> FakeLiveSystem:
+    """A live system whose probe also asks the hypothetical capability (as it should, see the xfail below)."""
+    backend = FakeKvmBackend(capabilities_by_number={HYPOTHETICAL.number: value},
+                             extra_capability_names={HYPOTHETICAL.number: HYPOTHETICAL.name})
+    from kvmready.kvmapi import CAPABILITIES
+
+    pairs = [(cap.name, cap.number) for cap in CAPABILITIES] + [(HYPOTHETICAL.name, HYPOTHETICAL.number)]
+    return user(kvm=backend, capabilities=pairs)
+
+
+def test_backdoor_prefers_a_per_vm_capability_the_running_kernel_defines_and_offers(monkeypatch):
+    monkeypatch.setattr(vmware_caps, "VMWARE_CAPABILITIES", (HYPOTHETICAL,))
+    tree = intel_desktop(kernel="7.2.0-1-generic")  # backdoor parameter N
+    result = run_check("vmware.backdoor", tree, live=_with_vmware_capability(1))
+    assert result.status is Status.PASS
+    assert "per-VM VMware support: KVM_CAP_X86_VMWARE_TEST" in result.summary
+    assert result.evidence["values"] == {"KVM_CAP_X86_VMWARE_TEST": 1}
+    assert result.evidence["defined"]["KVM_CAP_X86_VMWARE_TEST"] == {"number": 9001, "since": "7.2.0"}
+
+
+def test_backdoor_falls_back_to_the_parameter_when_the_capability_is_0(monkeypatch):
+    monkeypatch.setattr(vmware_caps, "VMWARE_CAPABILITIES", (HYPOTHETICAL,))
+    tree = intel_desktop(kernel="7.2.0-1-generic")
+    result = run_check("vmware.backdoor", tree, live=_with_vmware_capability(0))
+    assert result.status is Status.WARN
+    assert "enable_vmware_backdoor=N" in result.summary
+
+
+def test_backdoor_never_asks_a_capability_on_a_kernel_older_than_its_first_release(monkeypatch):
+    monkeypatch.setattr(vmware_caps, "VMWARE_CAPABILITIES", (HYPOTHETICAL,))
+    tree = intel_desktop(kernel="7.1.9-1-generic")
+    result = run_check("vmware.backdoor", tree, live=_with_vmware_capability(1))
+    assert result.status is Status.WARN
+    assert "enable_vmware_backdoor=N" in result.summary
+
+
+def test_backdoor_offline_tree_falls_back_to_the_parameter(monkeypatch):
+    monkeypatch.setattr(vmware_caps, "VMWARE_CAPABILITIES", (HYPOTHETICAL,))
+    tree = intel_desktop(kernel="7.2.0-1-generic", params={"kvm": {"enable_vmware_backdoor": "Y"}})
+    result = run_check("vmware.backdoor", tree)
+    assert result.status is Status.PASS
+    assert "enable_vmware_backdoor=Y" in result.summary
+
+
+def test_a_defined_vmware_capability_is_queried_by_the_live_probe(monkeypatch):
+    monkeypatch.setattr(vmware_caps, "VMWARE_CAPABILITIES", (HYPOTHETICAL,))
+    tree = intel_desktop(kernel="7.2.0-1-generic")
+    backend = FakeKvmBackend(capabilities_by_number={HYPOTHETICAL.number: 1})
+    live = user(kvm=backend)  # capabilities(): the real table, as LiveSystem.capabilities() returns it
+    facts = make_facts(tree, live)
+    assert facts.live.kvm.capability_numbers.get(HYPOTHETICAL.name) == HYPOTHETICAL.number
+    assert run_check("vmware.backdoor", facts).status is Status.PASS
+
+
+# --- conflicts.virtualbox -------------------------------------------------------------------------------------
+VBOX = ("vboxnetadp", "vboxnetflt", "vboxdrv")
+
+
+def test_virtualbox_absent_passes():
+    result = run_check("conflicts.virtualbox", intel_desktop())
+    assert result.status is Status.PASS
+    assert result.summary == "no VirtualBox drivers loaded"
+
+
+def test_virtualbox_on_6_12_with_virt_at_load_warns_that_virtualbox_fails_with_two_ways_out():
+    tree = intel_desktop(kernel="6.14.0-27-generic", modules=("kvm_intel", "kvm") + VBOX,
+                         params={"kvm": {"enable_virt_at_load": "Y"}})
+    result = run_check("conflicts.virtualbox", tree, live=user())
+    assert result.status is Status.WARN
+    assert "VirtualBox VMs fail to start" in result.summary
+    assert "VERR_VMX_IN_VMX_ROOT_MODE" in result.summary
+    assert "Two ways out" in result.remediation
+    assert "enable_virt_at_load=0" in result.remediation and "modprobe -r kvm_intel" in result.remediation
+    assert result.evidence["kvm_holds_virtualization_from_load"] is True
+    assert result.evidence["virtualbox_modules"] == ["vboxdrv", "vboxnetflt", "vboxnetadp"]
+
+
+def test_virtualbox_on_6_12_without_the_parameter_file_still_assumes_the_default_y():
+    tree = intel_desktop(kernel="6.12.0-1-generic", modules=("kvm_intel", "kvm", "vboxdrv"))
+    result = run_check("conflicts.virtualbox", tree)
+    assert result.status is Status.WARN
+    assert "VirtualBox VMs fail to start" in result.summary
+
+
+def test_virtualbox_on_6_12_with_virt_at_load_off_uses_first_come_wording():
+    tree = intel_desktop(kernel="6.14.0-27-generic", modules=("kvm_intel", "kvm", "vboxdrv"),
+                         params={"kvm": {"enable_virt_at_load": "N"}})
+    result = run_check("conflicts.virtualbox", tree)
+    assert result.status is Status.WARN
+    assert "whichever hypervisor starts a VM first" in result.summary
+    assert result.evidence["kvm_holds_virtualization_from_load"] is False
+
+
+def test_virtualbox_before_6_12_uses_first_come_wording():
+    tree = intel_desktop(kernel="6.6.0-1-generic", modules=("kvm_intel", "kvm", "vboxdrv"))
+    result = run_check("conflicts.virtualbox", tree, live=user())
+    assert result.status is Status.WARN
+    assert "whichever hypervisor starts a VM first" in result.summary
+    assert "KVM with EBUSY" in result.summary
+    assert "modprobe -r vboxnetadp vboxnetflt vboxdrv" in result.remediation
+
+
+def test_virtualbox_holding_vtx_now_is_told_by_kvm_create_vm_ebusy():
+    tree = intel_desktop(kernel="6.6.0-1-generic", modules=("kvm_intel", "kvm", "vboxdrv"))
+    live = user(kvm=FakeKvmBackend(create_vm_errno=errno.EBUSY))
+    result = run_check("conflicts.virtualbox", tree, live=live)
+    assert result.status is Status.WARN
+    assert "KVM_CREATE_VM returned EBUSY" in result.summary
+    assert "Power off the VirtualBox VMs" in result.remediation
+    assert result.evidence["kvm_create_vm_ebusy"] is True
+
+
+# --- conflicts.vmware-vmmon -------------------------------------------------------------------------------------
+def test_vmmon_absent_passes():
+    result = run_check("conflicts.vmware-vmmon", intel_desktop())
+    assert result.status is Status.PASS
+
+
+def test_vmmon_loaded_warns_not_at_the_same_time():
+    tree = intel_desktop(modules=("kvm_intel", "kvm", "vmmon", "vmnet"))
+    result = run_check("conflicts.vmware-vmmon", tree, live=user())
+    assert result.status is Status.WARN
+    assert "vmmon, vmnet" in result.summary and "EBUSY" in result.summary
+    assert "modprobe -r vmmon" in result.remediation
+    assert result.evidence["vmware_modules"] == ["vmmon", "vmnet"]
+
+
+def test_vmmon_holding_vtx_now_is_told_by_ebusy():
+    tree = intel_desktop(modules=("kvm_intel", "kvm", "vmmon", "vmnet"))
+    live = user(kvm=FakeKvmBackend(create_vm_errno=errno.EBUSY))
+    result = run_check("conflicts.vmware-vmmon", tree, live=live)
+    assert result.status is Status.WARN
+    assert "KVM_CREATE_VM returned EBUSY" in result.summary
+    assert result.remediation.startswith("Power off the classic Workstation VMs.")
+
+
+def test_vmmon_on_6_12_is_only_a_warning_about_sharing_vmx_root():
+    tree = intel_desktop(kernel="6.14.0-27-generic", modules=("kvm_intel", "kvm", "vmmon"),
+                         params={"kvm": {"enable_virt_at_load": "Y"}})
+    result = run_check("conflicts.vmware-vmmon", tree)
+    assert result.status is Status.WARN
+    assert "unconfirmed" in result.summary
+    assert "enable_virt_at_load=0" in result.remediation
+
+
+# --- host.hypervisor ----------------------------------------------------------------------------------------------
+def test_hypervisor_bare_metal_passes():
+    result = run_check("host.hypervisor", intel_desktop())
+    assert result.status is Status.PASS
+    assert "bare metal" in result.summary
+    assert result.evidence["hypervisor"] is None
+
+
+def test_hypervisor_guest_with_vmx_exposed_warns():
+    result = run_check("host.hypervisor", kvm_guest(nested=True), WS, live=user(cpuid="KVMKVMKVM"))
+    assert result.status is Status.WARN
+    assert "a VM under kvm with VT-x/AMD-V exposed" in result.summary
+    assert result.evidence["nested_exposed"] is True
+    assert {"source": "cpuid 0x40000000", "value": "KVMKVMKVM", "suggests": "kvm"} in result.evidence["clues"]
+
+
+def test_hypervisor_guest_without_vmx_fails_for_workstation_and_warns_for_kvm():
+    tree = kvm_guest(nested=False)
+    ws = run_check("host.hypervisor", tree, WS)
+    assert ws.status is Status.FAIL
+    assert "does not expose VT-x/AMD-V" in ws.summary
+    assert "host-passthrough" in ws.remediation
+    assert ws.evidence["nested_exposed"] is False
+    assert run_check("host.hypervisor", tree, KVM).status is Status.WARN
+
+
+def test_hypervisor_pvm_guest_explains_that_kvm_still_works_through_kvm_pvm():
+    result = run_check("host.hypervisor", pvm_host(), KVM)
+    assert result.status is Status.WARN
+    assert "kvm_pvm" in result.detail
+
+
+def test_hypervisor_hyperv_guest_names_the_powershell_switch():
+    tree = kvm_guest(nested=False, dmi={"sys_vendor": "Microsoft Corporation", "product_name": "Virtual Machine"},
+                     clocksource="hyperv_clocksource_tsc_page")
+    result = run_check("host.hypervisor", tree)
+    assert result.status is Status.FAIL
+    assert "under hyperv" in result.summary
+    assert "ExposeVirtualizationExtensions" in result.remediation
+
+
+def test_hypervisor_only_the_cpuinfo_flag_is_an_unidentified_hypervisor():
+    tree = kvm_guest(nested=False, dmi={}, clocksource="tsc")
+    result = run_check("host.hypervisor", tree)
+    assert result.status is Status.FAIL
+    assert "an unidentified hypervisor" in result.summary
+
+
+def test_hypervisor_xen_dom0_fails_even_for_kvm():
+    tree = intel_desktop(clocksource="xen", dmi={}).with_files({
+        "/sys/hypervisor/type": "xen\n",
+        "/proc/xen/capabilities": "control_d\n",
+    })
+    for target in (WS, KVM):
+        result = run_check("host.hypervisor", tree, target)
+        assert result.status is Status.FAIL
+        assert "dom0" in result.summary
+        assert "without Xen" in result.remediation
+        assert result.evidence["xen_role"] == "dom0"
+    assert run_check("host.hypervisor", tree, KVM).severity is Severity.RECOMMENDED
+
+
+# --- host.distribution --------------------------------------------------------------------------------------------
+def test_distribution_ubuntu_24_04_is_a_listed_workstation_host():
+    result = run_check("host.distribution", intel_desktop(os=("ubuntu", "24.04")))
+    assert result.status is Status.PASS
+    assert "listed Workstation host" in result.summary
+
+
+def test_distribution_debian_warns_for_workstation_passes_for_kvm():
+    tree = intel_desktop(os=("debian", "12"), os_name="Debian GNU/Linux 12 (bookworm)")
+    ws = run_check("host.distribution", tree, WS)
+    assert ws.status is Status.WARN
+    assert "not on the list of Workstation host systems" in ws.summary
+    assert "ubuntu" in ws.remediation
+    assert run_check("host.distribution", tree, KVM).status is Status.PASS
+
+
+def test_distribution_derivative_names_its_base():
+    tree = intel_desktop(os=("linuxmint", "22"), os_like="ubuntu debian")
+    result = run_check("host.distribution", tree)
+    assert result.status is Status.WARN
+    assert "based on ubuntu" in result.summary
+
+
+def test_distribution_unlisted_ubuntu_release_warns_with_the_listed_ones():
+    result = run_check("host.distribution", intel_desktop(os=("ubuntu", "23.10")))
+    assert result.status is Status.WARN
+    assert "version 23.10 is not a listed Workstation host" in result.summary
+    assert "24.04" in result.remediation
+
+
+def test_distribution_rhel_minor_release_matches_its_major():
+    assert run_check("host.distribution", intel_desktop(os=("rhel", "9.4"))).status is Status.PASS
+
+
+def test_distribution_without_os_release_is_an_error():
+    result = run_check("host.distribution", intel_desktop().without("/etc/os-release"))
+    assert result.status is Status.ERROR
+    assert "/etc/os-release" in result.summary
+
+
+# --- resources ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "target, cpus, status",
+    [(WS, 1, Status.FAIL), (WS, 2, Status.WARN), (WS, 3, Status.WARN), (WS, 4, Status.PASS),
+     (KVM, 1, Status.WARN), (KVM, 2, Status.PASS)],
+)
+def test_cpus_thresholds_per_target(target, cpus, status):
+    result = run_check("resources.cpus", intel_desktop(cpus=cpus), target)
+    assert result.status is status
+    assert result.evidence["logical_cpus"] == cpus
+
+
+def test_cpus_failure_explains_one_for_the_host_one_for_a_guest():
+    result = run_check("resources.cpus", intel_desktop(cpus=1), WS)
+    assert "at least 2 needed" in result.summary
+    assert "more CPUs" in result.remediation
+
+
+@pytest.mark.parametrize(
+    "target, gib, status",
+    [(WS, 3.5, Status.FAIL), (WS, 4, Status.WARN), (WS, 7.5, Status.WARN), (WS, 8, Status.PASS),
+     (KVM, 0.9, Status.FAIL), (KVM, 1.5, Status.WARN), (KVM, 2, Status.PASS)],
+)
+def test_memory_thresholds_per_target(target, gib, status):
+    result = run_check("resources.memory", intel_desktop(mem_gib=gib), target)
+    assert result.status is status
+    assert result.evidence["total_bytes"] == int(gib * 1024 * 1024) * 1024
+
+
+def test_memory_below_minimum_names_both_sizes():
+    result = run_check("resources.memory", intel_desktop(mem_gib=2), WS)
+    assert result.summary == "2.0 GiB of memory; at least 4.0 GiB needed"
+    assert "Workstation 17" in result.evidence["thresholds_source"]
+
+
+def test_memory_without_meminfo_is_an_error():
+    result = run_check("resources.memory", intel_desktop().without("/proc/meminfo"))
+    assert result.status is Status.ERROR
+    assert "/proc/meminfo" in result.summary
+
+
+@pytest.mark.parametrize(
+    "target, free_gib, status",
+    [(WS, 19, Status.WARN), (WS, 20, Status.PASS), (KVM, 9, Status.WARN), (KVM, 10, Status.PASS)],
+)
+def test_disk_thresholds_per_target(target, free_gib, status):
+    live = user(disk=(1000 * GIB, free_gib * GIB))
+    result = run_check("resources.disk", intel_desktop(), target, live=live, vm_dir="/")
+    assert result.status is status
+    assert result.evidence["free_bytes"] == free_gib * GIB
+    assert ("disk_usage", "/") in live.calls
+
+
+def test_disk_low_space_suggests_another_vm_dir():
+    live = user(disk=(100 * GIB, 5 * GIB))
+    result = run_check("resources.disk", intel_desktop(), WS, live=live, vm_dir="/")
+    assert "5.0 GiB free for VMs at /" in result.summary
+    assert "--vm-dir" in result.remediation
+
+
+def test_disk_statvfs_failure_is_an_error():
+    live = user(disk=errno.EIO)
+    result = run_check("resources.disk", intel_desktop(), WS, live=live, vm_dir="/")
+    assert result.status is Status.ERROR
+    assert "EIO" in result.summary
+
+
+def test_disk_offline_skips():
+    result = run_check("resources.disk", intel_desktop())
+    assert result.status is Status.SKIP
+    assert "needs the machine itself" in result.summary
+
+
+# --- devices.tun / devices.vhost-net ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("check_id, path, module", [("devices.tun", "/dev/net/tun", "tun"),
+                                                    ("devices.vhost-net", "/dev/vhost-net", "vhost_net")])
+def test_network_device_present_passes(check_id, path, module):
+    result = run_check(check_id, intel_desktop())
+    assert result.status is Status.PASS
+    assert path in result.summary
+
+
+@pytest.mark.parametrize("check_id, path, module, knob", [("devices.tun", "/dev/net/tun", "tun", "tun"),
+                                                          ("devices.vhost-net", "/dev/vhost-net", "vhost_net", "vhost_net")])
+def test_network_device_missing_fails_with_modprobe(check_id, path, module, knob):
+    result = run_check(check_id, intel_desktop(**{knob: False}))
+    assert result.status is Status.FAIL
+    assert f"{path} does not exist" in result.summary
+    assert f"sudo modprobe {module}" in result.remediation
+    assert f"--device {path}" in result.remediation
+
+
+@pytest.mark.parametrize("check_id", ["devices.tun", "devices.vhost-net"])
+def test_network_device_offline_without_dev_skips(check_id):
+    result = run_check(check_id, intel_desktop(dev=False))
+    assert result.status is Status.SKIP
+    assert "not captured" in result.summary
+
+
+def test_network_device_with_wrong_kind_fails():
+    tree = intel_desktop().with_nodes({"/dev/net/tun": char_node(10, 201, 0o666)})
+    result = run_check("devices.tun", tree)
+    assert result.status is Status.FAIL
+    assert "not the expected character device" in result.summary
+
+
+# --- devices.render-node ---------------------------------------------------------------------------------------------
+def test_render_node_hardware_i915_passes():
+    result = run_check("devices.render-node", intel_desktop(render="i915"))
+    assert result.status is Status.PASS
+    assert "renderD128 (i915)" in result.summary
+
+
+def test_render_node_vgem_is_software_and_warns():
+    result = run_check("devices.render-node", intel_desktop(render="vgem"))
+    assert result.status is Status.WARN
+    assert "software rendering" in result.summary
+    assert "vgem" in result.summary
+
+
+def test_render_node_virtio_gpu_warns_about_the_outer_hypervisor():
+    result = run_check("devices.render-node", intel_desktop(render="virtio_gpu"))
+    assert result.status is Status.WARN
+    assert "virtual GPU of the outer hypervisor" in result.summary
+
+
+def test_render_node_without_driver_warns():
+    tree = intel_desktop().without("/sys/class/drm")
+    result = run_check("devices.render-node", tree)
+    assert result.status is Status.WARN
+    assert "driver unknown" in result.summary
+
+
+def test_render_node_none_fails():
+    result = run_check("devices.render-node", intel_desktop(render=None))
+    assert result.status is Status.FAIL
+    assert "no GPU render node" in result.summary
+    assert "render` group" in result.remediation
+
+
+def test_render_node_offline_tree_without_dev_or_drm_skips():
+    result = run_check("devices.render-node", intel_desktop(dev=False, render=None))
+    assert result.status is Status.SKIP
+    assert "not captured" in result.summary
+
+
+def test_render_node_offline_tree_without_dev_reads_sysfs():
+    result = run_check("devices.render-node", intel_desktop(dev=False, render="amdgpu"))
+    assert result.status is Status.PASS
+    assert "renderD128 (amdgpu)" in result.summary
+
+
+# --- security.secure-boot / security.lockdown ---------------------------------------------------------------------------
+def test_secure_boot_on_warns_with_mokutil_steps():
+    result = run_check("security.secure-boot", intel_desktop(secure_boot=True))
+    assert result.status is Status.WARN
+    assert "Secure Boot is on" in result.summary and "Key was rejected" in result.summary
+    assert "mokutil --import" in result.remediation and "sign-file" in result.remediation
+    assert result.evidence["secure_boot"] is True
+
+
+def test_secure_boot_off_passes():
+    result = run_check("security.secure-boot", intel_desktop(secure_boot=False))
+    assert result.status is Status.PASS
+    assert "Secure Boot is off" in result.summary
+
+
+def test_secure_boot_legacy_bios_passes():
+    result = run_check("security.secure-boot", intel_desktop(uefi=False))
+    assert result.status is Status.PASS
+    assert "legacy BIOS" in result.summary
+
+
+def test_secure_boot_not_captured_skips():
+    result = run_check("security.secure-boot", intel_desktop(uefi=None))
+    assert result.status is Status.SKIP
+    assert "/sys/firmware" in result.summary
+
+
+def test_secure_boot_variable_too_short_is_an_error():
+    tree = intel_desktop().with_files({
+        "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c": b"\x06\x00"})
+    result = run_check("security.secure-boot", tree)
+    assert result.status is Status.ERROR
+    assert "2 bytes" in result.summary
+
+
+def test_secure_boot_uefi_without_the_variable_is_an_error():
+    result = run_check("security.secure-boot", intel_desktop(secure_boot=None))
+    assert result.status is Status.ERROR
+    assert "SecureBoot" in result.summary
+
+
+def test_lockdown_none_passes():
+    result = run_check("security.lockdown", intel_desktop(lockdown="none"))
+    assert result.status is Status.PASS
+
+
+@pytest.mark.parametrize("mode", ["integrity", "confidentiality"])
+def test_lockdown_on_warns(mode):
+    result = run_check("security.lockdown", intel_desktop(lockdown=mode))
+    assert result.status is Status.WARN
+    assert f"'{mode}'" in result.summary
+    assert "security.secure-boot" in result.remediation
+
+
+def test_lockdown_absent_file_in_a_populated_securityfs_means_none():
+    tree = intel_desktop(lockdown=None).with_files({"/sys/kernel/security/apparmor/profiles": ""})
+    result = run_check("security.lockdown", tree)
+    assert result.status is Status.PASS
+    assert result.evidence["lockdown"] == "none"
+
+
+def test_lockdown_unknown_skips():
+    result = run_check("security.lockdown", intel_desktop(lockdown=None))
+    assert result.status is Status.SKIP
+    assert "lockdown state unknown" in result.summary
+
+
+def test_lockdown_garbage_skips_with_the_content():
+    tree = intel_desktop().with_files({"/sys/kernel/security/lockdown": "whatever\n"})
+    result = run_check("security.lockdown", tree)
+    assert result.status is Status.SKIP
+    assert "unexpected content" in result.summary
+
+
+# --- the tree builder itself -----------------------------------------------------------------------------------------
+def test_treebuilder_writes_a_root_tree_that_reads_the_same(tmp_path):
+    from kvmready.facts import Facts
+    from kvmready.host import DirectoryHost
+
+    tree = intel_desktop(secure_boot=True, lockdown="integrity")
+    root = tree.write(tmp_path / "root")
+    facts = Facts(DirectoryHost(str(root)))
+    assert facts.cpu.vmx_cpus == 8
+    assert facts.firmware.secure_boot is True and facts.firmware.lockdown == "integrity"
+    assert facts.modules.get("kvm_intel").state == "live"
+    assert facts.dev_uncaptured  # git and write() hold no device nodes
+    assert lockdown_text("integrity") == "none [integrity] confidentiality\n"
+    assert parse_release(facts.kernel.release) == (6, 8, 0)
