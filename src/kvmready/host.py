@@ -317,7 +317,8 @@ class MemoryHost(Host):
             raise ReadError(path, "No such file or directory (ENOENT)")
         prefix = path.rstrip("/") + "/"
         names = set()
-        for entry in list(self._files) + list(self._nodes) + list(self._dirs):
+        unreadable = [entry for entry, reason in self._errors.items() if "ENOENT" not in reason]
+        for entry in list(self._files) + list(self._nodes) + list(self._dirs) + unreadable:
             if entry.startswith(prefix) and entry != path:
                 names.add(entry[len(prefix):].split("/", 1)[0])
         return sorted(names)

@@ -56,11 +56,13 @@ def _kernel(facts: Facts) -> dict:
 
 def _cpu(facts: Facts) -> dict:
     cpu = facts.cpu
+    # A Xen PV guest lists vmx it can never use: report what is usable.
+    usable = None if _safe(lambda: facts.hypervisor.paravirtual_xen) else cpu.virtualization
     return {
         "vendor": cpu.vendor,
         "model": cpu.model,
         "logical_cpus": cpu.logical_cpus,
-        "virtualization": cpu.virtualization,
+        "virtualization": usable,
     }
 
 

@@ -22,6 +22,11 @@ EXPOSE_NESTED = {
     "google": "recreate the VM with `--enable-nested-virtualization` on an Intel-based machine type",
 }
 GENERIC_NESTED = "enable nested virtualization for this VM in the outer hypervisor, or run on bare metal"
+# s390x: the outer KVM (or z/VM) must offer the SIE facility to its guests.
+S390_NESTED = (
+    "on the outer KVM host load kvm with `nested=1` (`options kvm nested=1` in /etc/modprobe.d) and restart this "
+    "guest; z/VM guests cannot run KVM"
+)
 
 INTEL_FIRMWARE = (
     "Enable 'Intel Virtualization Technology' (VT-x, sometimes 'VMX') in the firmware setup, usually under "
@@ -34,6 +39,10 @@ AMD_FIRMWARE = (
 )
 
 PVM_GUESTS = "kvm_pvm (pagetable-based paravirtual KVM) runs only PVM-enabled Linux guest kernels"
+
+
+def hypervisor_label(name: Optional[str]) -> str:
+    return "an unidentified hypervisor" if name in (None, "unknown") else name
 
 
 def expose_nested(hypervisor: Optional[str]) -> str:

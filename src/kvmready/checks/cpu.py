@@ -88,7 +88,7 @@ def _missing_extension(facts, policy, evidence: dict) -> Outcome:
     if modules.has("kvm_pvm"):
         summary = f"no VT-x/AMD-V; KVM here is paravirtual: {advice.PVM_GUESTS}"
         if must:
-            where = f"under {hypervisor.name}: {advice.expose_nested(hypervisor.name)}" if hypervisor.is_guest else ""
+            where = f"under {advice.hypervisor_label(hypervisor.name)}: {advice.expose_nested(hypervisor.name)}" if hypervisor.is_guest else ""
             fix = "VMware Workstation guests are unmodified operating systems and need VT-x or AMD-V. Run on bare metal " \
                   "or in a VM with nested virtualization exposed" + (f" ({where})" if where else "") + "."
             return failed(summary, fix, evidence)
@@ -97,7 +97,7 @@ def _missing_extension(facts, policy, evidence: dict) -> Outcome:
         evidence["hypervisor"] = hypervisor.name
         return warn_or_fail(
             must,
-            f"no VT-x/AMD-V: this is a VM under {hypervisor.name}, which does not expose hardware virtualization to it",
+            f"no VT-x/AMD-V: this is a VM under {advice.hypervisor_label(hypervisor.name)}, which does not expose hardware virtualization to it",
             advice.sentence(advice.expose_nested(hypervisor.name)),
             evidence,
         )
@@ -162,6 +162,8 @@ def check_hardware_mmu(facts, policy) -> Outcome:
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}")
     extension = cpu.virtualization
+    if facts.hypervisor.paravirtual_xen:
+        return skipped("a Xen PV guest cannot use VT-x, so EPT/NPT do not matter (see cpu.virtualization)")
     if extension == "vt-x":
         return _intel_mmu(facts, policy)
     if extension == "amd-v":
@@ -224,6 +226,8 @@ def check_firmware(facts, policy) -> Outcome:
         return unreadable("the firmware's virtualization setting", CPUINFO, cpu.error)
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}")
+    if facts.hypervisor.paravirtual_xen:
+        return skipped("a Xen PV guest: no firmware of its own, and VT-x is out of reach anyway (see cpu.virtualization)")
     if cpu.vmx_cpus and cpu.vmx_cpus == cpu.flag_lines:
         return passed("firmware leaves VT-x on: the kernel shows vmx on every CPU (it hides it when firmware disables VT-x)", cpu.evidence())
     for module in ("kvm_intel", "kvm_amd"):
@@ -232,7 +236,7 @@ def check_firmware(facts, policy) -> Outcome:
     hypervisor = facts.hypervisor
     if hypervisor.is_guest:
         return skipped(
-            f"a VM under {hypervisor.name}: its MSRs are the hypervisor's virtual registers, not firmware settings "
+            f"a VM under {advice.hypervisor_label(hypervisor.name)}: its MSRs are the hypervisor's virtual registers, not firmware settings "
             "(host.hypervisor says how to expose VT-x/AMD-V)",
             {"hypervisor": hypervisor.name},
         )

@@ -33,7 +33,7 @@ def check_hypervisor(facts, policy) -> Outcome:
     if not info.is_guest:
         return passed("no hypervisor found: this is bare metal", evidence)
     name = info.name
-    label = "an unidentified hypervisor" if name == "unknown" else name
+    label = advice.hypervisor_label(name)
     if name == "xen" and info.xen_role == "dom0":
         return warn_or_fail(
             True,
@@ -44,11 +44,11 @@ def check_hypervisor(facts, policy) -> Outcome:
     cpu = facts.cpu
     if not cpu.readable:
         return unreadable("whether nested virtualization is exposed", "/proc/cpuinfo", cpu.error, evidence)
-    exposed = cpu.virtualization in ("vt-x", "amd-v", "sie") and not info.paravirtual_xen
+    extension, exposed, fix = _nested_exposure(facts, info)
     evidence["nested_exposed"] = exposed
     if exposed:
         return warned(
-            f"a VM under {label} with VT-x/AMD-V exposed: guests run nested, expect slower I/O and exits",
+            f"a VM under {label} with {extension} exposed: guests run nested, expect slower I/O and exits",
             "For full speed run on bare metal; here, give this VM dedicated CPUs and enough memory.",
             evidence,
         )
@@ -58,11 +58,25 @@ def check_hypervisor(facts, policy) -> Outcome:
         detail = ""
     return warn_or_fail(
         policy.needs_hardware_virtualization,
-        f"a VM under {label} that does not expose VT-x/AMD-V to its guests",
-        advice.sentence(advice.expose_nested(name)),
+        f"a VM under {label} that does not expose {extension} to its guests",
+        advice.sentence(fix),
         evidence,
         detail=detail,
     )
+
+
+def _nested_exposure(facts, info):
+    """(the extension's name on this architecture, whether this VM sees it, how to expose it)."""
+    arch = facts.arch.name
+    virtualization = facts.cpu.virtualization
+    if arch == "s390x":
+        return "SIE", virtualization == "sie", advice.S390_NESTED
+    if arch in ("x86_64", "i686", None):
+        exposed = virtualization in ("vt-x", "amd-v") and not info.paravirtual_xen
+        return "VT-x/AMD-V", exposed, advice.expose_nested(info.name)
+    # Elsewhere cpuinfo shows no such flag: KVM being present is the evidence.
+    exposed = facts.kvm_module is not None or facts.devices.get("/dev/kvm").present
+    return "hardware virtualization", exposed, advice.GENERIC_NESTED
 
 
 def check_distribution(facts, policy) -> Outcome:

@@ -8,11 +8,11 @@ defines them runs here.
 
 from __future__ import annotations
 
+from kvmready import vmware_caps
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, passed, skipped, warned
 from kvmready.facts.kernel import format_version
 from kvmready.model import Outcome
-from kvmready import vmware_caps
 
 BACKDOOR_PARAM = "enable_vmware_backdoor"
 TOOLS_FEATURES = (
@@ -40,6 +40,8 @@ def check_backdoor(facts, policy) -> Outcome:
     if value is None:
         reason = params.errors.get(BACKDOOR_PARAM) or params.error or "no such parameter"
         evidence["error"] = reason
+        if not facts.modules.known:
+            return skipped("cannot tell whether KVM is loaded and how its VMware backdoor is set: no module list could be read", evidence)
         if not facts.modules.has("kvm"):
             return skipped("KVM is not loaded, so its VMware backdoor setting cannot be read (see kvm.module)", evidence)
         return warned(f"this kernel's KVM has no VMware backdoor support ({path}: {reason})", "Use a kernel with KVM from 4.16 on.", evidence, detail=TOOLS_FEATURES + ".")

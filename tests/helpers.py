@@ -1,0 +1,115 @@
+"""One way to run kvmready in tests: through the CLI, or straight through the runner.
+
+    result = run_cli(["check", "--root", str(fixture_root("lscpu-x86_64-epyc_7451")), "--format", "json"])
+    result = run_cli(["check", "--format", "json"], facts_factory=lambda: Facts(DirectoryHost(str(tree))))
+    report = report_for_root(fixture_root("firecracker-pvm-host"), "kvm")
+
+`run_cli` drives `kvmready.cli.app` with typer's CliRunner (stdout and stderr
+kept apart) and, when `facts_factory` is given, replaces the CLI's
+`build_facts` seam for the duration of the call.  `report_for_root` builds
+the facts of a directory tree, runs every check and returns the report as a
+dict with a fixed `generated_at`.  `normalise` makes any report dict stable
+enough for golden files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from unittest import mock
+
+from typer.testing import CliRunner
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures" / "hosts"
+GOLDENS = TESTS / "goldens"
+
+# Every report in a golden file carries this instead of the time it was made.
+GENERATED_AT = "2000-01-01T00:00:00Z"
+FIXED_NOW = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+
+DEFAULT_ENV: Dict[str, str] = {"NO_COLOR": "1", "COLUMNS": "100"}
+UPDATE_GOLDENS = os.environ.get("KVMREADY_UPDATE_GOLDENS") == "1"
+
+
+def fixture_root(name: str) -> Path:
+    """The sysroot of a captured host under tests/fixtures/hosts."""
+    root = FIXTURES / name
+    if not root.is_dir():
+        raise FileNotFoundError(f"no fixture host {name!r} in {FIXTURES}")
+    return root
+
+
+def real_host_names() -> List[str]:
+    """Every captured host (a folder with a sysroot, not the README)."""
+    return sorted(entry.name for entry in FIXTURES.iterdir() if entry.is_dir())
+
+
+def _runner() -> CliRunner:
+    # click < 8.2 mixes stderr into stdout unless told not to; later versions keep them apart.
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
+
+
+def run_cli(
+    args: Sequence[Union[str, os.PathLike]],
+    facts_factory: Optional[Callable[[], Any]] = None,
+    env: Optional[Mapping[str, Optional[str]]] = None,
+):
+    """Run `kvmready ARGS`; returns typer's Result (exit_code, stdout, stderr).
+
+    `env` is laid over DEFAULT_ENV (a value of None removes the variable for the run).
+    """
+    from kvmready import cli
+
+    merged: Dict[str, Optional[str]] = dict(DEFAULT_ENV)
+    merged.update(env or {})
+    argv = [os.fspath(arg) for arg in args]
+    runner = _runner()
+    if facts_factory is None:
+        return runner.invoke(cli.app, argv, env=merged, catch_exceptions=False)
+
+    def build_facts(**_kwargs: Any) -> Any:
+        return facts_factory()
+
+    with mock.patch.object(cli, "build_facts", build_facts):
+        return runner.invoke(cli.app, argv, env=merged, catch_exceptions=False)
+
+
+def report_for_root(path: Union[str, os.PathLike], target: str = "workstation") -> dict:
+    """The report dict of the tree at `path` for `target`, built without the CLI."""
+    from kvmready.facts import Facts
+    from kvmready.host import DirectoryHost
+    from kvmready.model import Target
+    from kvmready.runner import build_report, run
+
+    facts = Facts(DirectoryHost(os.fspath(path)))
+    chosen = Target(target)
+    report = build_report(facts, chosen, run(facts, chosen), now=FIXED_NOW)
+    return report.to_dict()
+
+
+def normalise(report: Mapping[str, Any]) -> dict:
+    """A copy of a report dict that is stable across runs: generated_at is a constant."""
+    data = json.loads(json.dumps(report))  # a deep copy that also turns tuples into lists, as the CLI's JSON does
+    if "generated_at" in data:
+        data["generated_at"] = GENERATED_AT
+    return data
+
+
+def dump_json(data: Any) -> str:
+    """How golden files are written: the tool's own JSON style."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def check_of(report: Mapping[str, Any], check_id: str) -> dict:
+    """One check of a report dict, by id."""
+    for check in report["checks"]:
+        if check["id"] == check_id:
+            return check
+    raise KeyError(f"{check_id} not in the report")

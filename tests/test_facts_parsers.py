@@ -1,0 +1,653 @@
+"""The fact parsers on small inputs and their edge cases.
+
+Every source is fed through a MemoryHost (never the real machine), so each
+test shows exactly which file content leads to which fact.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kvmready.facts import Facts, cpuinfo, firmware, hypervisor, kernel, memory, modules, osinfo
+from kvmready.host import MemoryHost
+
+# -- cpuinfo ------------------------------------------------------------------------------------
+X86_BASE = "fpu vme de pse tsc msr pae lm constant_tsc nonstop_tsc"
+
+
+def x86_block(n: int, flags: str, vendor: str = "GenuineIntel", extra: str = "") -> str:
+    return (
+        f"processor\t: {n}\n"
+        f"vendor_id\t: {vendor}\n"
+        "cpu family\t: 6\n"
+        "model name\t: Test CPU @ 3.00GHz\n"
+        f"flags\t\t: {flags}\n"
+        f"{extra}"
+    )
+
+
+def cpus(*blocks: str) -> str:
+    return "\n".join(blocks) + "\n"
+
+
+S390_CPUINFO = (
+    "vendor_id       : IBM/S390\n"
+    "# processors    : 3\n"
+    "bogomips per cpu: 14367.00\n"
+    "features\t: esan3 zarch stfle msa ldisp eimm dfp edat etf3eh highgprs sie\n"
+    "processor 0: version = FF,  identification = 29AA14,  machine = 2817\n"
+    "processor 1: version = FF,  identification = 29AA14,  machine = 2817\n"
+    "processor 2: version = FF,  identification = 29AA14,  machine = 2817\n"
+)
+
+AARCH64_CPUINFO = (
+    "processor\t: 0\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd evtstrm aes\nCPU implementer\t: 0x41\n"
+    "CPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd46\nCPU revision\t: 1\n\n"
+    "processor\t: 1\nBogoMIPS\t: 38.40\nFeatures\t: fp asimd evtstrm aes sve\nCPU implementer\t: 0x41\n"
+    "CPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: 0xd4d\nCPU revision\t: 0\n"
+)
+
+
+def test_cpuinfo_flags_are_the_union_of_every_block():
+    info = cpuinfo.parse(cpus(x86_block(0, X86_BASE + " vmx aes"), x86_block(1, X86_BASE + " vmx avx2")))
+    assert {"aes", "avx2", "vmx", "lm"} <= info.flags
+    assert info.logical_cpus == 2
+    assert info.flag_lines == 2
+    assert info.vmx_cpus == 2
+    assert info.virtualization == "vt-x"
+    assert info.vendor == "GenuineIntel" and info.vendor_name == "Intel"
+    assert info.model == "Test CPU @ 3.00GHz"
+
+
+def test_cpuinfo_counts_vmx_per_cpu_when_firmware_left_it_off_on_some():
+    info = cpuinfo.parse(cpus(x86_block(0, X86_BASE + " vmx"), x86_block(1, X86_BASE), x86_block(2, X86_BASE)))
+    assert info.vmx_cpus == 1
+    assert info.flag_lines == 3
+    assert "vmx" in info.flags  # the union shows it; the count tells the truth
+
+
+def test_cpu_virtualization_fails_when_only_some_cpus_have_vmx():
+    from kvmready.checks.cpu import check_virtualization
+    from kvmready.model import Status, Target
+    from kvmready.targets import policy
+
+    host = MemoryHost({"/proc/cpuinfo": cpus(x86_block(0, X86_BASE + " vmx"), x86_block(1, X86_BASE)).encode()})
+    outcome = check_virtualization(Facts(host), policy(Target.KVM))
+    assert outcome.status is Status.FAIL
+    assert "only 1 of 2 CPUs" in outcome.summary
+
+
+def test_cpuinfo_vmx_flags_line_is_read_and_united():
+    text = cpus(
+        x86_block(0, X86_BASE + " vmx", extra="vmx flags\t: vnmi ept vpid\n"),
+        x86_block(1, X86_BASE + " vmx", extra="vmx flags\t: vnmi ept unrestricted_guest\n"),
+    )
+    info = cpuinfo.parse(text)
+    assert info.vmx_features == frozenset({"vnmi", "ept", "vpid", "unrestricted_guest"})
+
+
+def test_cpuinfo_without_vmx_flags_line_says_none_not_empty():
+    assert cpuinfo.parse(cpus(x86_block(0, X86_BASE + " vmx"))).vmx_features is None
+
+
+def test_cpuinfo_svm_is_amd_v():
+    info = cpuinfo.parse(cpus(x86_block(0, X86_BASE + " svm npt", vendor="AuthenticAMD")))
+    assert info.svm_cpus == 1 and info.vmx_cpus == 0
+    assert info.virtualization == "amd-v"
+    assert info.vendor_name == "AMD"
+
+
+def test_cpuinfo_x86_arch_hint_from_the_lm_flag():
+    assert cpuinfo.parse(cpus(x86_block(0, X86_BASE))).arch_hint == "x86_64"
+    assert cpuinfo.parse(cpus(x86_block(0, "fpu vme de pse tsc"))).arch_hint == "i686"
+
+
+def test_cpuinfo_s390_header_block():
+    info = cpuinfo.parse(S390_CPUINFO)
+    assert info.vendor == "IBM/S390"
+    assert info.logical_cpus == 3  # from `# processors`, not the per-CPU lines
+    assert info.arch_hint == "s390x"
+    assert "sie" in info.flags
+    assert info.virtualization == "sie"
+    assert info.error is None
+
+
+def test_cpuinfo_s390_without_sie_has_no_virtualization():
+    info = cpuinfo.parse(S390_CPUINFO.replace(" sie", ""))
+    assert info.virtualization is None
+
+
+def test_cpuinfo_aarch64():
+    info = cpuinfo.parse(AARCH64_CPUINFO)
+    assert info.arch_hint == "aarch64"
+    assert info.vendor == "ARM"
+    assert info.logical_cpus == 2
+    assert info.flags == frozenset({"fp", "asimd", "evtstrm", "aes", "sve"})
+    assert info.virtualization is None
+
+
+def test_cpuinfo_armv7_and_unknown_implementer():
+    text = AARCH64_CPUINFO.replace("CPU architecture: 8", "CPU architecture: 7").replace("0x41", "0x99")
+    info = cpuinfo.parse(text)
+    assert info.arch_hint == "armv7l"
+    assert info.vendor == "ARM implementer 0x99"
+
+
+def test_cpuinfo_counts_garbage_lines_and_keeps_the_rest():
+    text = "this is not cpuinfo\n" + cpus(x86_block(0, X86_BASE + " vmx")) + "%%%\n"
+    info = cpuinfo.parse(text)
+    assert info.garbage_lines == 2
+    assert info.vmx_cpus == 1
+    assert info.readable
+
+
+@pytest.mark.parametrize("text", ["", "\n\n\n", "garbage\nmore garbage\n"])
+def test_cpuinfo_empty_or_only_garbage_is_an_error(text):
+    info = cpuinfo.parse(text)
+    assert not info.readable
+    assert "no `key : value` lines" in info.error
+    assert info.virtualization is None
+
+
+def test_cpuinfo_blocks_without_blank_lines_split_at_processor():
+    text = "processor : 0\nflags : fpu lm vmx\nprocessor : 1\nflags : fpu lm\n"
+    info = cpuinfo.parse(text)
+    assert info.logical_cpus == 2
+    assert info.vmx_cpus == 1
+
+
+def test_cpuinfo_collect_turns_a_missing_file_into_an_error():
+    info = cpuinfo.collect(MemoryHost({}))
+    assert not info.readable and "ENOENT" in info.error
+
+
+# -- kernel release ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("release", "version"),
+    [
+        ("6.8.0-45-generic", (6, 8, 0)),
+        ("5.14.0-427.13.1.el9_4.x86_64", (5, 14, 0)),
+        ("6.18.44-fc-v669", (6, 18, 44)),
+        ("6.18", (6, 18, 0)),
+        ("  4.19.0  \n", (4, 19, 0)),
+        ("2.6.22", (2, 6, 22)),
+    ],
+)
+def test_parse_release(release, version):
+    assert kernel.parse_release(release) == version
+
+
+@pytest.mark.parametrize("release", ["", "garbage", "v6.8.0", "six.eight", "6", "-6.8"])
+def test_parse_release_garbage_is_none(release):
+    assert kernel.parse_release(release) is None
+
+
+def test_kernel_release_prefers_osrelease():
+    host = MemoryHost({
+        "/proc/sys/kernel/osrelease": b"6.8.0-45-generic\n",
+        "/proc/version": b"Linux version 5.4.0-1-generic (x@y) #1 SMP\n",
+    })
+    info = kernel.collect(host)
+    assert (info.release, info.version, info.source) == ("6.8.0-45-generic", (6, 8, 0), "/proc/sys/kernel/osrelease")
+
+
+def test_kernel_release_falls_back_to_proc_version():
+    host = MemoryHost({"/proc/version": b"Linux version 6.18.44-fc-v669 (builder@sandboxing) (gcc 15.3.0) #1 SMP\n"})
+    info = kernel.collect(host)
+    assert (info.release, info.version, info.source) == ("6.18.44-fc-v669", (6, 18, 44), "/proc/version")
+
+
+def test_kernel_release_unknown_in_a_tree_never_asks_the_analysing_machine():
+    info = kernel.collect(MemoryHost({"/proc/sys/kernel/osrelease": b"\n"}))
+    assert info.release is None and info.version is None
+    assert "empty" in info.error and "ENOENT" in info.error
+
+
+def test_kernel_release_that_does_not_parse_keeps_the_text():
+    info = kernel.collect(MemoryHost({"/proc/sys/kernel/osrelease": b"custom-kernel\n"}))
+    assert info.release == "custom-kernel" and info.version is None
+
+
+def test_cmdline_params_normalise_module_names():
+    host = MemoryHost({"/proc/cmdline": b"quiet kvm-intel.nested=1 kvm.enable_vmware_backdoor=Y -- init-arg=1\n"})
+    params = kernel.collect(host).cmdline_params
+    assert params == {"quiet": "", "kvm_intel.nested": "1", "kvm.enable_vmware_backdoor": "Y"}
+
+
+# -- architecture --------------------------------------------------------------------------------------
+def test_arch_sysctl_wins_over_everything():
+    host = MemoryHost({"/proc/sys/kernel/arch": b"aarch64\n"})
+    arch = kernel.detect_arch(host, "x86_64", "6.8.0-1.x86_64")
+    assert (arch.name, arch.source) == ("aarch64", "/proc/sys/kernel/arch")
+
+
+def test_arch_sysctl_aliases_are_normalised():
+    arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"amd64\n"}), None, None)
+    assert arch.name == "x86_64"
+
+
+def test_arch_unknown_sysctl_value_falls_through_to_cpuinfo():
+    arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"banana\n"}), "s390x", None)
+    assert (arch.name, arch.source) == ("s390x", "/proc/cpuinfo (format)")
+
+
+def test_arch_cpuinfo_format_wins_over_the_release_suffix():
+    arch = kernel.detect_arch(MemoryHost({}), "x86_64", "5.14.0-427.el9.aarch64")
+    assert arch.name == "x86_64"
+
+
+def test_arch_from_the_release_suffix_last():
+    arch = kernel.detect_arch(MemoryHost({}), None, "5.14.0-427.13.1.el9_4.aarch64")
+    assert (arch.name, arch.source) == ("aarch64", "/proc/sys/kernel/osrelease (suffix)")
+    assert kernel.detect_arch(MemoryHost({}), None, "6.1.0-18-arm64").name == "aarch64"
+
+
+def test_arch_unknown_in_a_tree_is_none_never_the_analysing_machine():
+    arch = kernel.detect_arch(MemoryHost({}), None, "6.8.0-45-generic")
+    assert arch.name is None and arch.source is None
+    assert "neither" in arch.error
+
+
+def test_facts_arch_uses_the_trees_cpuinfo_format():
+    facts = Facts(MemoryHost({"/proc/cpuinfo": S390_CPUINFO.encode()}))
+    assert facts.arch.name == "s390x"
+    facts = Facts(MemoryHost({"/proc/cpuinfo": AARCH64_CPUINFO.encode(), "/proc/sys/kernel/osrelease": b"6.1.0-1.x86_64\n"}))
+    assert facts.arch.name == "aarch64"
+
+
+# -- modules ---------------------------------------------------------------------------------------------
+PROC_MODULES = (
+    "kvm_intel 282624 0 - Live 0xffffffffc0780000\n"
+    "kvm 663552 1 kvm_intel, Live 0xffffffffc05d6000\n"
+    "vboxdrv 500000 0 - Loading 0x0\n"
+    "this line is garbage\n"
+    "\n"
+)
+
+
+def test_proc_modules_are_read_with_their_state():
+    table = modules.collect(MemoryHost({"/proc/modules": PROC_MODULES.encode()}))
+    assert table.get("kvm_intel") == modules.Module("kvm_intel", "live", "/proc/modules")
+    assert table.get("vboxdrv").state == "loading"
+    assert set(table.modules) == {"kvm_intel", "kvm", "vboxdrv"}
+    assert table.known
+
+
+def test_module_names_treat_dash_and_underscore_alike():
+    table = modules.collect(MemoryHost({"/proc/modules": PROC_MODULES.encode()}))
+    assert table.has("kvm-intel")
+    assert table.get("kvm-intel").name == "kvm_intel"
+    assert modules.module_name(" vhost-net ") == "vhost_net"
+
+
+def test_sys_module_entries_not_in_proc_modules_are_built_in():
+    host = MemoryHost({
+        "/proc/modules": PROC_MODULES.encode(),
+        "/sys/module/kvm_intel/initstate": b"live\n",
+        "/sys/module/tun/parameters/x": b"1\n",
+    })
+    table = modules.collect(host)
+    assert table.get("tun") == modules.Module("tun", "builtin", "/sys/module")
+    assert table.get("kvm_intel").source == "/proc/modules"  # /proc/modules is kept where it speaks
+
+
+def test_without_proc_modules_sysfs_initstate_decides():
+    host = MemoryHost(
+        {
+            "/sys/module/kvm/parameters/halt_poll_ns": b"0\n",
+            "/sys/module/kvm_pvm/parameters/force": b"N\n",
+            "/sys/module/vhost_net/initstate": b"live\n",
+        },
+        errors={"/proc/modules": "No such file or directory (ENOENT)"},
+    )
+    table = modules.collect(host)
+    assert table.get("kvm_pvm").builtin
+    assert table.get("kvm").builtin
+    assert table.get("vhost_net").state == "live" and not table.get("vhost_net").builtin
+    assert table.proc_modules_error == "No such file or directory (ENOENT)"
+    assert table.known
+    assert table.sources() == {"/proc/modules": "No such file or directory (ENOENT)", "/sys/module": "read"}
+
+
+def test_a_sys_module_directory_with_only_a_keep_file_is_a_built_in_module():
+    host = MemoryHost({"/sys/module/kvm_pvm/.keep": b""})
+    table = modules.collect(host)
+    assert table.get("kvm_pvm") == modules.Module("kvm_pvm", "builtin", "/sys/module")
+    assert not table.has(".keep")
+
+
+def test_no_module_source_at_all_is_unknown():
+    table = modules.collect(MemoryHost({}))
+    assert not table.known
+    assert table.modules == {}
+
+
+def test_facts_kvm_module_prefers_the_vendor_module():
+    facts = Facts(MemoryHost({"/proc/modules": PROC_MODULES.encode()}))
+    assert facts.kvm_module == "kvm_intel"
+    facts = Facts(MemoryHost({"/proc/modules": b"kvm 1 0 - Live 0x0\n"}))
+    assert facts.kvm_module == "kvm"
+
+
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [("Y", True), ("1", True), ("y", True), ("N", False), ("0", False), ("maybe", None)],
+)
+def test_module_parameter_flags(value, flag):
+    host = MemoryHost({"/sys/module/kvm_amd/parameters/nested": f"{value}\n".encode()})
+    params = modules.read_params(host, "kvm-amd")
+    assert params.get("nested") == value
+    assert params.flag("nested") is flag
+
+
+def test_kvm_amd_nested_1_passes_the_nested_check():
+    from kvmready.checks.kvm import check_nested
+    from kvmready.model import Status, Target
+    from kvmready.targets import policy
+
+    host = MemoryHost({
+        "/proc/modules": b"kvm_amd 1 0 - Live 0x0\nkvm 1 1 kvm_amd, Live 0x0\n",
+        "/sys/module/kvm_amd/parameters/nested": b"1\n",
+    })
+    outcome = check_nested(Facts(host), policy(Target.WORKSTATION))
+    assert outcome.status is Status.PASS
+    assert "kvm_amd nested=1" in outcome.summary
+
+
+def test_module_parameters_directory_missing():
+    host = MemoryHost({"/sys/module/kvm_intel/parameters/ept": b"Y\n"})
+    params = modules.read_params(host, "kvm_intel")
+    assert params.values == {"ept": "Y"} and params.error is None
+    assert params.path("nested") == "/sys/module/kvm_intel/parameters/nested"
+    missing = modules.read_params(host, "kvm_amd")
+    assert missing.values == {} and "ENOENT" in missing.error
+
+
+def test_an_unreadable_module_parameter_is_kept_with_its_reason(tmp_path):
+    from kvmready.host import DirectoryHost
+
+    parameters = tmp_path / "sys" / "module" / "kvm_intel" / "parameters"
+    parameters.mkdir(parents=True)
+    (parameters / "ept").write_text("Y\n")
+    (parameters / "vmentry_l1d_flush").mkdir()  # stands in for a 0400 file: root would read that one anyway
+    params = modules.read_params(DirectoryHost(str(tmp_path)), "kvm_intel")
+    assert params.values == {"ept": "Y"}
+    assert params.errors == {"vmentry_l1d_flush": "not a regular file (dir)"}
+
+
+# -- meminfo ------------------------------------------------------------------------------------------------
+def test_meminfo_kib_to_bytes():
+    info = memory.parse("MemTotal:       16384 kB\nMemFree: 1 kB\nMemAvailable:    8192 kB\nHugePages_Total:       0\n")
+    assert info.total_bytes == 16384 * 1024
+    assert info.available_bytes == 8192 * 1024
+    assert info.error is None
+
+
+def test_meminfo_without_memtotal_is_an_error():
+    info = memory.parse("MemFree: 10 kB\ngarbage line\n")
+    assert info.total_bytes is None
+    assert info.error == "no MemTotal line"
+
+
+def test_meminfo_skips_garbage():
+    info = memory.parse("???\nMemTotal: lots kB\nMemTotal:   2048 kB\n")
+    assert info.total_bytes == 2048 * 1024
+
+
+def test_meminfo_missing_file():
+    assert "ENOENT" in memory.collect(MemoryHost({})).error
+
+
+# -- os-release ------------------------------------------------------------------------------------------------
+def test_os_release_quotes_and_comments():
+    text = (
+        "# a comment\n"
+        'PRETTY_NAME="Ubuntu 24.04.1 LTS"\n'
+        "NAME='Ubuntu'\n"
+        "VERSION_ID=\"24.04\"  # trailing comment\n"
+        "ID=ubuntu\n"
+        "ID_LIKE=debian\n"
+        "not an assignment\n"
+        "BAD KEY=1\n"
+    )
+    info = osinfo.parse(text, source="/etc/os-release")
+    assert info.id == "ubuntu"
+    assert info.version_id == "24.04"
+    assert info.name == "Ubuntu 24.04.1 LTS"
+    assert info.id_like == ("debian",)
+    assert info.to_dict() == {"id": "ubuntu", "version": "24.04", "name": "Ubuntu 24.04.1 LTS"}
+
+
+def test_os_release_unbalanced_quote_keeps_the_text():
+    values = osinfo.parse_assignments('NAME="Broken Linux\nID=broken\n')
+    assert values["NAME"] == "Broken Linux"
+    assert values["ID"] == "broken"
+
+
+def test_os_release_defaults():
+    info = osinfo.parse('NAME="Plain"\nVERSION="1 (one)"\n')
+    assert info.id == "linux"  # os-release(5): ID defaults to linux
+    assert info.name == "Plain 1 (one)"
+    assert info.version_id is None
+
+
+def test_os_release_empty_is_an_error():
+    info = osinfo.parse("# nothing\n", source="/etc/os-release")
+    assert info.error == "/etc/os-release: no KEY=value lines"
+
+
+def test_os_release_falls_back_to_usr_lib():
+    info = osinfo.collect(MemoryHost({"/usr/lib/os-release": b"ID=fedora\nVERSION_ID=42\n"}))
+    assert (info.id, info.version_id, info.source) == ("fedora", "42", "/usr/lib/os-release")
+
+
+def test_os_release_missing_everywhere():
+    info = osinfo.collect(MemoryHost({}))
+    assert info.id is None
+    assert "/etc/os-release" in info.error and "/usr/lib/os-release" in info.error
+
+
+# -- hypervisor -------------------------------------------------------------------------------------------------
+DMI = "/sys/class/dmi/id"
+
+
+def detect(files, flag=False, cpuid=None, errors=None):
+    host = MemoryHost({path: (data.encode() if isinstance(data, str) else data) for path, data in files.items()}, errors=errors)
+    return hypervisor.collect(host, flag, cpuid)
+
+
+def test_bare_metal_without_any_clue():
+    info = detect({f"{DMI}/sys_vendor": "Dell Inc.\n", f"{DMI}/product_name": "PowerEdge R640\n"})
+    assert info.name is None and not info.is_guest
+
+
+@pytest.mark.parametrize(
+    ("vendor", "product", "name"),
+    [
+        ("QEMU", "Standard PC (Q35 + ICH9, 2009)", "qemu"),
+        ("VMware, Inc.", "VMware Virtual Platform", "vmware"),
+        ("innotek GmbH", "VirtualBox", "virtualbox"),
+        ("Microsoft Corporation", "Virtual Machine", "hyperv"),
+        ("Xen", "HVM domU", "xen"),
+        ("Parallels Software International Inc.", "Parallels Virtual Platform", "parallels"),
+        ("Amazon EC2", "m5.large", "amazon"),
+        ("Google", "Google Compute Engine", "google"),
+        ("OpenStack Foundation", "OpenStack Nova", "kvm"),
+    ],
+)
+def test_dmi_names_the_hypervisor(vendor, product, name):
+    info = detect({f"{DMI}/sys_vendor": vendor + "\n", f"{DMI}/product_name": product + "\n"})
+    assert info.name == name
+
+
+def test_ec2_metal_is_bare_metal_even_with_the_hypervisor_flag_absent_or_present():
+    files = {f"{DMI}/sys_vendor": "Amazon EC2\n", f"{DMI}/product_name": "c5.metal\n"}
+    for flag in (False, True):
+        info = detect(files, flag=flag)
+        assert info.name is None, flag
+        assert info.clues[0] == hypervisor.Clue(f"{DMI}/product_name", "c5.metal", None)
+
+
+def test_microsoft_surface_is_not_a_vm():
+    info = detect({f"{DMI}/sys_vendor": "Microsoft Corporation\n", f"{DMI}/product_name": "Surface Laptop 5\n"})
+    assert info.name is None
+
+
+def test_qemu_with_kvm_visible_is_kvm():
+    info = detect({f"{DMI}/sys_vendor": "QEMU\n", CLOCKSOURCE: "kvm-clock\n"})
+    assert info.name == "kvm"
+
+
+def test_sys_hypervisor_xen_without_proc_xen_is_domu():
+    info = detect({"/sys/hypervisor/type": "xen\n"})
+    assert info.name == "xen" and info.xen_role == "domU"
+
+
+def test_proc_xen_control_d_is_dom0():
+    info = detect({"/sys/hypervisor/type": "xen\n", "/proc/xen/capabilities": "control_d\n"})
+    assert info.name == "xen" and info.xen_role == "dom0"
+
+
+def test_empty_proc_xen_capabilities_is_domu():
+    info = detect({"/proc/xen/capabilities": ""})
+    assert info.name == "xen" and info.xen_role == "domU"
+
+
+SYSINFO_LPAR = "Manufacturer: IBM\nType: 2817\nLPAR Number: 41\nLPAR Name: R17LP39\n"
+
+
+@pytest.mark.parametrize(
+    ("program", "name"),
+    [("z/VM    7.2.0", "zvm"), ("KVM/Linux", "kvm"), ("Something Else", "unknown")],
+)
+def test_proc_sysinfo_control_program(program, name):
+    info = detect({"/proc/sysinfo": SYSINFO_LPAR + f"VM00 Name: GUEST\nVM00 Control Program: {program}\n"})
+    assert info.name == name
+
+
+def test_proc_sysinfo_lpar_only_is_not_a_vm():
+    info = detect({"/proc/sysinfo": SYSINFO_LPAR})
+    assert info.name is None
+    assert info.clues[0].suggests is None
+
+
+def test_device_tree_hypervisor_node():
+    assert detect({"/proc/device-tree/hypervisor/compatible": b"linux,kvm\x00"}).name == "kvm"
+    assert detect({"/proc/device-tree/hypervisor/compatible": b"xen,xen-4.17\x00xen,xen\x00"}).name == "xen"
+    assert detect({"/proc/device-tree/compatible": b"linux,dummy-virt\x00"}).name == "qemu"
+    assert detect({"/proc/device-tree/compatible": b"qemu,pseries\x00"}).name == "kvm"
+
+
+CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+AVAILABLE = "/sys/devices/system/clocksource/clocksource0/available_clocksource"
+
+
+def test_current_clocksource_names_the_hypervisor():
+    assert detect({CLOCKSOURCE: "kvm-clock\n"}).name == "kvm"
+    assert detect({CLOCKSOURCE: "hyperv_clocksource_tsc_page\n"}).name == "hyperv"
+    assert detect({CLOCKSOURCE: "xen\n"}).name == "xen"
+
+
+def test_available_clocksource_names_it_when_current_is_tsc():
+    info = detect({CLOCKSOURCE: "tsc\n", AVAILABLE: "tsc kvm-clock acpi_pm\n"})
+    assert info.name == "kvm"
+    assert info.clues[0].source == AVAILABLE
+
+
+def test_tsc_alone_says_nothing():
+    info = detect({CLOCKSOURCE: "tsc\n", AVAILABLE: "tsc hpet acpi_pm\n"})
+    assert info.name is None
+
+
+def test_virtual_pci_ids():
+    pci = "0000\t80861237\t0\n0010\t80eebeef\t12\n"
+    assert detect({"/proc/bus/pci/devices": pci}).name == "virtualbox"
+    assert detect({"/proc/bus/pci/devices": "0078\t15ad0405\t0\n"}).name == "vmware"
+    assert detect({"/proc/bus/pci/devices": "0000\t80861237\t0\n"}).name is None
+
+
+@pytest.mark.parametrize(
+    ("signature", "name"),
+    [("KVMKVMKVM\x00\x00\x00", "kvm"), ("Microsoft Hv", "hyperv"), ("VMwareVMware", "vmware"), ("Whatever", "unknown")],
+)
+def test_cpuid_signature(signature, name):
+    info = detect({}, cpuid=signature)
+    assert info.name == name
+    assert info.clues[0].source == "cpuid 0x40000000"
+
+
+def test_cpuid_signature_comes_before_dmi():
+    info = detect({f"{DMI}/sys_vendor": "VMware, Inc.\n"}, cpuid="KVMKVMKVM\x00\x00\x00")
+    assert info.name == "kvm"
+
+
+def test_hypervisor_flag_alone_is_unknown():
+    info = detect({}, flag=True)
+    assert info.name == "unknown"
+
+
+def test_unreadable_sources_are_recorded_not_fatal():
+    info = detect({}, errors={f"{DMI}/sys_vendor": "Permission denied (EACCES)"})
+    assert info.unreadable == (f"{DMI}/sys_vendor: Permission denied (EACCES)",)
+    assert info.name is None
+
+
+def test_facts_hypervisor_uses_the_cpuinfo_flag():
+    facts = Facts(MemoryHost({"/proc/cpuinfo": cpus(x86_block(0, X86_BASE + " hypervisor")).encode()}))
+    assert facts.hypervisor.name == "unknown"
+    assert facts.cpuid_signature is None  # a tree: no CPUID of the machine running the analysis
+
+
+# -- firmware ---------------------------------------------------------------------------------------------------
+SECURE_BOOT = firmware.SECURE_BOOT_VAR
+
+
+def test_secure_boot_on_and_off():
+    on = firmware.collect(MemoryHost({SECURE_BOOT: b"\x06\x00\x00\x00\x01"}))
+    off = firmware.collect(MemoryHost({SECURE_BOOT: b"\x06\x00\x00\x00\x00"}))
+    assert (on.uefi, on.secure_boot, on.secure_boot_error) == (True, True, None)
+    assert (off.uefi, off.secure_boot) == (True, False)
+
+
+def test_secure_boot_variable_too_short():
+    info = firmware.collect(MemoryHost({SECURE_BOOT: b"\x06\x00\x00\x00"}))
+    assert info.secure_boot is None
+    assert info.secure_boot_error == "4 bytes; an EFI boolean variable has 5"
+
+
+def test_no_sys_firmware_means_unknown_not_bios():
+    assert firmware.collect(MemoryHost({})).uefi is None
+
+
+def test_sys_firmware_without_efi_is_legacy_bios():
+    info = firmware.collect(MemoryHost({"/sys/firmware/acpi/tables/DSDT": b"x"}))
+    assert info.uefi is False and info.secure_boot is None
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("[none] integrity confidentiality\n", "none"),
+        ("none [integrity] confidentiality\n", "integrity"),
+        ("none integrity [confidentiality]\n", "confidentiality"),
+    ],
+)
+def test_lockdown_brackets(text, mode):
+    info = firmware.collect(MemoryHost({firmware.LOCKDOWN: text.encode()}))
+    assert info.lockdown == mode and info.lockdown_error is None
+
+
+def test_lockdown_without_brackets_is_an_error():
+    info = firmware.collect(MemoryHost({firmware.LOCKDOWN: b"none integrity\n"}))
+    assert info.lockdown is None
+    assert "unexpected content" in info.lockdown_error
+
+
+def test_lockdown_file_absent_from_a_mounted_securityfs_means_none():
+    info = firmware.collect(MemoryHost({"/sys/kernel/security/apparmor/profiles": b""}))
+    assert info.lockdown == "none"
+
+
+def test_lockdown_unknown_without_securityfs():
+    info = firmware.collect(MemoryHost({}))
+    assert info.lockdown is None and "ENOENT" in info.lockdown_error
