@@ -1,6 +1,6 @@
 """`python -m kvmready` runs the same CLI as the `kvmready` script."""
 
-from kvmready.cli import main
+from kvmready._entry import main
 
 if __name__ == "__main__":
     main()
