@@ -15,7 +15,7 @@ from typing import List, NoReturn, Optional
 import typer
 
 from kvmready import __version__
-from kvmready.model import ExitCode, Target
+from kvmready.model import DEFAULT_VM_DIR, ExitCode, Target
 from kvmready.render import OutputFormat
 
 app = typer.Typer(
@@ -26,9 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-VM_DIR = "~/vmware"
 
 
 class Color(str, enum.Enum):
@@ -135,11 +132,20 @@ def check(
     color: Color = typer.Option(Color.AUTO, "--color", help="Colour the table: auto (a terminal without NO_COLOR), always, never."),
     root: Optional[str] = typer.Option(None, "--root", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
     snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Judge the host captured in FILE by `kvmready snapshot`."),
-    vm_dir: str = typer.Option(VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    nfd_prefix: Optional[str] = typer.Option(
+        None, "--nfd-prefix", help="Label prefix for --format nfd: a DNS subdomain you own (default kvmready.io)."
+    ),
 ) -> None:
     """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
     from kvmready.runner import SelectionError, build_report, run
 
+    if nfd_prefix is not None:
+        from kvmready.render.nfd import prefix_problem
+
+        problem = prefix_problem(nfd_prefix)
+        if problem:
+            fail_input(f"--nfd-prefix: {problem}")
     facts = build_facts(root=root, vm_dir=vm_dir, snapshot=snapshot)
     try:
         results = run(facts, target, _split(only), _split(skip))
@@ -147,7 +153,7 @@ def check(
         fail_input(str(error))
     report = build_report(facts, target, results, strict=strict, exit_zero=exit_zero)
     stream_color = use_color(color, sys.stdout) if not output else color is Color.ALWAYS
-    text = output_format.render(report, width=terminal_width(), color=stream_color)
+    text = output_format.render(report, width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix)
     write_output(text, output)
     if output:
         sys.stderr.write(f"kvmready: {report.verdict.value} (exit {report.exit_code}); report written to {output}\n")
@@ -180,7 +186,7 @@ def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check id, 
 @app.command("snapshot")
 def take_snapshot(
     output: str = typer.Option(..., "--output", "-o", help="The archive to write (.tar.gz), atomically."),
-    vm_dir: str = typer.Option(VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
 ) -> None:
     """Capture what the checks read on this machine, to judge it elsewhere with `check --snapshot`."""
     from kvmready.outfile import write_atomically

@@ -1,13 +1,204 @@
 """Commands for the tools people already run: fleets of reports, Ansible facts.
 
 `register(app)` adds them to the main CLI; keep this module's imports light,
-it loads at start-up.
+it loads at start-up (typer only; everything else inside the commands).
+
+    kvmready fleet summarize REPORTS...   hosts per verdict, common failures, who is not ready
+    kvmready fleet schema                 the JSON Schema of `fleet summarize --format json`
+    kvmready ansible-fact                 the JSON report, exit 0 always (an Ansible custom fact)
+    kvmready ansible-fact --print-script  the /etc/ansible/facts.d/kvmready.fact wrapper
 """
 
 from __future__ import annotations
 
+import enum
+import sys
+from typing import List, Optional
+
 import typer
+
+from kvmready.model import DEFAULT_VM_DIR, Target
+
+
+class FleetFormat(str, enum.Enum):
+    TABLE = "table"
+    JSON = "json"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def register(app: typer.Typer) -> None:
     """Add the integration commands to `app`."""
+    fleet = typer.Typer(
+        name="fleet",
+        help="Summaries over many kvmready reports: files, directories, JSON Lines, Ansible --tree output.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    fleet.command("summarize")(fleet_summarize)
+    fleet.command("schema")(fleet_schema)
+    app.add_typer(fleet, name="fleet")
+    app.command("ansible-fact")(ansible_fact)
+
+
+def fleet_summarize(
+    reports: List[str] = typer.Argument(
+        ..., metavar="REPORTS...", help="Report files or directories of them (walked recursively); - reads stdin."
+    ),
+    output_format: FleetFormat = typer.Option(FleetFormat.TABLE, "--format", "-f", help="table or json."),
+    top: Optional[int] = typer.Option(
+        None, "--top", min=0, help="How many failing checks to list (default: 10 in the table, all in JSON; 0: all)."
+    ),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the summary to FILE (atomically) instead of stdout."),
+) -> None:
+    """Summarize many reports: hosts per verdict, the most common failing checks, the hosts that are not ready.
+
+    Reads kvmready JSON reports, JSON Lines, and Ansible --tree files (the
+    setup module's ansible_local.kvmready fact, or a command's stdout).
+    Malformed inputs are listed, not fatal; exit 2 when no report could be read.
+    """
+    from kvmready import fleet
+    from kvmready.cli import write_output
+
+    summary = fleet.summarize(reports)
+    limit = None if top == 0 else top
+    if output_format is FleetFormat.JSON:
+        text = fleet.render_json(summary, limit)
+    else:
+        text = fleet.render_table(summary, 10 if top is None else limit)
+    write_output(text, output)
+    if not summary.entries:
+        sys.stderr.write(f"kvmready: error: no readable kvmready report in {summary.files} input file(s)\n")
+        raise typer.Exit(2)
+    if summary.malformed:
+        sys.stderr.write(f"kvmready: {len(summary.malformed)} malformed input(s), listed in the summary\n")
+
+
+def fleet_schema() -> None:
+    """Print the JSON Schema of `kvmready fleet summarize --format json` (draft 2020-12)."""
+    from importlib.resources import files
+
+    sys.stdout.write(files("kvmready.schemas").joinpath("fleet-v1.json").read_text(encoding="utf-8"))
+
+
+def ansible_fact(
+    target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    print_script: bool = typer.Option(
+        False, "--print-script", help="Print the fact script for /etc/ansible/facts.d/kvmready.fact instead of the report."
+    ),
+) -> None:
+    """Print this host's JSON report and exit 0, whatever happens: an Ansible custom fact.
+
+    Ansible reads it as ansible_local.kvmready.  When the checks cannot run,
+    the report says verdict "indeterminate" with an "error" field.
+    """
+    if print_script:
+        sys.stdout.write(fact_script(target.value, vm_dir))
+        return
+    text = _fact_json(target, vm_dir)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError:
+        pass  # Ansible went away; there is nobody left to tell
+
+
+def _fact_json(target: Target, vm_dir: str) -> str:
+    try:
+        from kvmready import cli
+        from kvmready.render import json_report
+        from kvmready.runner import build_report, run
+
+        facts = cli.build_facts(root=None, vm_dir=vm_dir)
+        report = build_report(facts, target, run(facts, target), exit_zero=True)
+        return json_report.render(report)
+    except typer.Exit as stop:  # build_facts refused (its reason is on stderr)
+        message = f"kvmready could not read this host (exit {stop.exit_code}; the reason is on stderr)"
+    except Exception as error:  # the fact must print JSON and exit 0, even on a bug
+        message = f"{type(error).__name__}: {error}"
+    import json
+
+    return json.dumps(error_report(message, target.value), indent=2, ensure_ascii=False) + "\n"
+
+
+def error_report(message: str, target: str, generated_at: Optional[str] = None) -> dict:
+    """A report (valid against report-v1) that says the checks could not run, and why."""
+    import datetime
+    import socket
+
+    from kvmready import __version__
+
+    if generated_at is None:
+        generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        hostname: Optional[str] = socket.gethostname() or None
+    except OSError:
+        hostname = None
+    return {
+        "schema_version": 1,
+        "tool": {"name": "kvmready", "version": __version__},
+        "generated_at": generated_at,
+        "target": target,
+        "verdict": "indeterminate",
+        "exit_code": 0,
+        "strict": False,
+        "reasons": [],
+        "host": {
+            "hostname": hostname,
+            "arch": None,
+            "live": True,
+            "source": "live",
+            "kernel": {"release": None, "version": None},
+            "os": {"id": None, "version": None, "name": None},
+            "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
+            "hypervisor": None,
+            "kvm": {"module": None, "device": None, "api_version": None},
+            "memory_bytes": None,
+        },
+        "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0, "error": 0},
+        "checks": [],
+        "error": message,
+    }
+
+
+def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
+    """A /bin/sh fact script that runs this very kvmready (same interpreter) and always exits 0.
+
+    Ansible's setup module runs every executable *.fact in fact_path with no
+    arguments, so the arguments are written into the script.  When kvmready
+    cannot start at all (the interpreter or package gone), the script prints
+    an `indeterminate` report with the error, so the fact is still JSON.
+    """
+    import json
+    import os
+    import shlex
+
+    import kvmready
+
+    python = sys.executable or "python3"
+    command = [python, "-m", "kvmready", "ansible-fact", "--target", target]
+    if vm_dir != DEFAULT_VM_DIR:
+        command += ["--vm-dir", vm_dir]
+    lines = [
+        "#!/bin/sh",
+        "# Ansible custom fact: ansible_local.kvmready is this host's kvmready JSON report.",
+        "# Written by `kvmready ansible-fact --print-script`; install as /etc/ansible/facts.d/kvmready.fact",
+        "# (mode 0755). It always exits 0: a failure is an `indeterminate` report with an `error`.",
+    ]
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(kvmready.__file__)))
+    if os.path.basename(package_parent) not in ("site-packages", "dist-packages"):
+        # kvmready runs from a source tree (PYTHONPATH, an editable install): let the fact find it too.
+        lines.append(f"PYTHONPATH={shlex.quote(package_parent)}${{PYTHONPATH:+:$PYTHONPATH}}; export PYTHONPATH")
+    fallback = error_report(f"kvmready did not run: {shlex.join(command)} failed", target, generated_at="@GENERATED_AT@")
+    fallback["host"]["hostname"] = None  # the script may be copied to other hosts
+    head, tail = json.dumps(fallback, ensure_ascii=True).split('"@GENERATED_AT@"')
+    head, tail = head + '"', '"' + tail
+    lines += [
+        f"report=$({shlex.join(command)}) && [ -n \"$report\" ] && {{ printf '%s\\n' \"$report\"; exit 0; }}",
+        f"printf '%s%s%s\\n' {shlex.quote(head)} \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {shlex.quote(tail)}",
+        "exit 0",
+    ]
+    return "\n".join(lines) + "\n"
+

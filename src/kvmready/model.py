@@ -57,6 +57,8 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+DEFAULT_VM_DIR = "~/vmware"  # where VMs live unless --vm-dir says otherwise
+
 STATUS_ORDER = (Status.PASS, Status.WARN, Status.FAIL, Status.SKIP, Status.ERROR)
 
 

@@ -15,8 +15,6 @@ from kvmready.facts.cpuinfo import CPUINFO
 from kvmready.facts.memory import MEMINFO
 from kvmready.model import Outcome
 
-DEFAULT_VM_DIR = "~/vmware"
-
 
 def check_cpus(facts, policy) -> Outcome:
     cpu = facts.cpu

@@ -1,7 +1,7 @@
 """Renderers: pure functions from a Report to text.  Nothing here probes.
 
 Each format lives in its own module and is imported only when chosen, so
-`--format json` never pays for rich.
+`--format json` never pays for rich (or xml.etree).
 """
 
 from __future__ import annotations
@@ -16,11 +16,21 @@ class OutputFormat(str, enum.Enum):
     TABLE = "table"
     JSON = "json"
     JSONL = "jsonl"
+    JUNIT = "junit"  # JUnit XML for GitLab/Jenkins test reports
+    PROMETHEUS = "prometheus"  # node_exporter textfile collector (*.prom)
+    NFD = "nfd"  # Node Feature Discovery local feature file
 
     def __str__(self) -> str:
         return self.value
 
-    def render(self, report: Report, *, width: Optional[int] = None, color: bool = False) -> str:
+    def render(
+        self,
+        report: Report,
+        *,
+        width: Optional[int] = None,
+        color: bool = False,
+        nfd_prefix: Optional[str] = None,
+    ) -> str:
         if self is OutputFormat.TABLE:
             from kvmready.render import table
 
@@ -33,4 +43,16 @@ class OutputFormat(str, enum.Enum):
             from kvmready.render import json_report
 
             return json_report.render_lines(report)
+        if self is OutputFormat.JUNIT:
+            from kvmready.render import junit
+
+            return junit.render(report)
+        if self is OutputFormat.PROMETHEUS:
+            from kvmready.render import prometheus
+
+            return prometheus.render(report)
+        if self is OutputFormat.NFD:
+            from kvmready.render import nfd
+
+            return nfd.render(report) if nfd_prefix is None else nfd.render(report, prefix=nfd_prefix)
         raise AssertionError(f"unhandled format {self!r}")

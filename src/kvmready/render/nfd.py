@@ -1,0 +1,162 @@
+"""A Node Feature Discovery feature file for the `local` source.
+
+nfd-worker reads every file in /etc/kubernetes/node-feature-discovery/features.d/
+and turns each `<prefix>/<name>=<value>` line into a node label.  Write it
+with `kvmready check --format nfd --output .../features.d/kvmready` (a
+temporary dot-file, which nfd-worker ignores, then a rename).
+
+Every name and value follows the Kubernetes label rules: names and values at
+most 63 characters, alphanumeric at both ends, `-`, `_` and `.` inside; the
+prefix a DNS subdomain outside kubernetes.io and k8s.io.  A value that does
+not fit is made to fit (other characters become `-`, then it is cut and
+trimmed); a label with nothing left is left out.  The file stays far under
+nfd-worker's 64 KiB limit (checked here anyway).
+
+Labels, under DEFAULT_PREFIX (`kvmready.io`):
+
+    ready=true|false                 verdict ready or ready_with_warnings
+    verdict=ready|ready_with_warnings|not_ready|indeterminate
+    target=workstation|kvm
+    version=0.1.0                    kvmready's version
+    reason=cpu.virtualization        the first check behind the verdict (when there is one)
+    failed-checks=2                  how many checks ended in `fail`
+    kvm-usable=true|false            kvm.guest: a real guest ran (left out when the check was skipped)
+    kvm-device=true|false            /dev/kvm is the KVM device
+    kvm-module=kvm_intel             the module that provides KVM
+    nested=true|false                this node is itself a VM
+    hypervisor=kvm                   the hypervisor it runs under (nested only)
+    virtualization=vt-x|amd-v|sie|none
+    kernel-version.major=6, kernel-version.minor=8
+    check.<check id>=pass|warn|fail|skip|error   one per check
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, List, Mapping, Optional, Tuple
+
+from kvmready.model import Report, Status, Verdict
+
+DEFAULT_PREFIX = "kvmready.io"
+MAX_FILE_BYTES = 65536  # nfd-worker's MaxFeatureFileSize: larger files are skipped
+MAX_NAME = 63
+MAX_VALUE = 63
+
+NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+PREFIX_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+# NFD's own namespaces are the only kubernetes.io ones it accepts.
+_ALLOWED_K8S = ("feature.node.kubernetes.io", "profile.node.kubernetes.io")
+_NOT_LABEL = re.compile(r"[^A-Za-z0-9_.-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def prefix_problem(prefix: str) -> Optional[str]:
+    """Why `prefix` cannot be a label prefix, or None when it can."""
+    if len(prefix) > 253 or not PREFIX_RE.match(prefix):
+        return f"{prefix!r} is not a DNS subdomain (lower-case letters, digits, '-' and '.', at most 253 characters)"
+    if prefix in _ALLOWED_K8S:
+        return None
+    for reserved in ("kubernetes.io", "k8s.io"):
+        if prefix == reserved or prefix.endswith("." + reserved):
+            return f"{prefix!r} is reserved for Kubernetes (nfd-master drops labels under {reserved})"
+    return None
+
+
+def label_part(value: Any, limit: int = MAX_VALUE) -> str:
+    """`value` made into a label name or value: `-_.` inside, alphanumeric ends, at most `limit` characters."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    text = _NOT_LABEL.sub("-", str(value))
+    return text[:limit].strip("-_.")[:limit].strip("-_.")
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def _status(report: Report, check_id: str) -> Optional[Status]:
+    for check in report.checks:
+        if check.id == check_id:
+            return check.status
+    return None
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def labels(report: Report) -> List[Tuple[str, str]]:
+    """(name, value) pairs before sanitising, in file order."""
+    host = report.host
+    pairs: List[Tuple[str, Any]] = [
+        ("ready", _bool(report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS))),
+        ("verdict", report.verdict.value),
+        ("target", report.target.value),
+        ("version", report.tool_version),
+    ]
+    if report.reasons:
+        pairs.append(("reason", report.reasons[0]))
+    pairs.append(("failed-checks", str(report.summary[Status.FAIL.value])))
+
+    guest = _status(report, "kvm.guest")
+    if guest is Status.PASS:
+        pairs.append(("kvm-usable", "true"))
+    elif guest in (Status.FAIL, Status.ERROR):
+        pairs.append(("kvm-usable", "false"))
+    device = _get(host, "kvm", "device")
+    if isinstance(device, bool):
+        pairs.append(("kvm-device", _bool(device)))
+    module = _get(host, "kvm", "module")
+    if module:
+        pairs.append(("kvm-module", module))
+
+    hypervisor = _get(host, "hypervisor")
+    if hypervisor:
+        pairs.append(("nested", "true"))
+        pairs.append(("hypervisor", hypervisor))
+    elif _status(report, "host.hypervisor") in (Status.PASS, Status.WARN, Status.FAIL):
+        pairs.append(("nested", "false"))
+
+    virtualization = _get(host, "cpu", "virtualization")
+    if virtualization:
+        pairs.append(("virtualization", virtualization))
+    elif _status(report, "cpu.virtualization") in (Status.PASS, Status.WARN, Status.FAIL):
+        pairs.append(("virtualization", "none"))
+
+    version = _get(host, "kernel", "version")
+    if isinstance(version, (list, tuple)) and len(version) >= 2:
+        pairs.append(("kernel-version.major", str(version[0])))
+        pairs.append(("kernel-version.minor", str(version[1])))
+
+    for check in sorted(report.checks, key=lambda c: c.id):
+        pairs.append((f"check.{check.id}", check.status.value))
+    return [(name, str(value)) for name, value in pairs]
+
+
+def render(report: Report, prefix: str = DEFAULT_PREFIX) -> str:
+    problem = prefix_problem(prefix)
+    if problem:
+        raise ValueError(problem)
+    header = [
+        f"# kvmready {label_part(report.tool_version)}: Node Feature Discovery labels for target {report.target.value}",
+        f"# generated {_CONTROL.sub(' ', report.generated_at)}; rewritten by `kvmready check --format nfd --output <this file>`",
+    ]
+    lines = []
+    seen = set()
+    for name, value in labels(report):
+        safe_name = label_part(name, MAX_NAME)
+        safe_value = label_part(value, MAX_VALUE)
+        if safe_name and safe_value and safe_name not in seen:
+            seen.add(safe_name)
+            lines.append(f"{prefix}/{safe_name}={safe_value}")
+    text = "\n".join(header + lines) + "\n"
+    while len(text.encode("utf-8")) >= MAX_FILE_BYTES and lines:  # never with real reports
+        lines.pop()
+        text = "\n".join(header + lines) + "\n"
+    return text

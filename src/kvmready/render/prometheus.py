@@ -1,0 +1,147 @@
+"""Prometheus text format 0.0.4 for node_exporter's textfile collector.
+
+Write it with `kvmready check --format prometheus --output DIR/kvmready.prom`
+(a temporary dot-file, then a rename, so the collector never reads half a
+file).  Every metric is a gauge with `# HELP` and `# TYPE` before its one
+contiguous group of samples; samples never carry a timestamp (the collector
+drops the whole file when one does): the time of the run is the value of
+`kvmready_last_run_timestamp_seconds`.  Every series carries the `target`
+label, so one file per target (`kvmready-workstation.prom`,
+`kvmready-kvm.prom`) can sit side by side.
+
+    kvmready_ready{target}                         1 ready (with or without warnings), else 0
+    kvmready_verdict{target,verdict}               one-hot over the four verdicts
+    kvmready_exit_code{target}                     what `kvmready check` exited with
+    kvmready_checks{target,status}                 how many checks ended in each status
+    kvmready_check_status{target,check,severity,status}  one-hot per check over the five statuses
+    kvmready_info{target,version,kernel,...}       always 1; the labels carry the facts
+    kvmready_last_run_timestamp_seconds{target}    Unix time of the run
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from kvmready.model import STATUS_ORDER, Report, Verdict
+
+Labels = Sequence[Tuple[str, Any]]
+
+# C0 controls (but line feed, which is escaped) and DEL: no parser needs them in a label.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def escape_label_value(value: Any) -> str:
+    """Backslash, double quote and line feed escaped; lone surrogates replaced (the file is UTF-8)."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{escape_label_value(value)}"' for name, value in sorted(labels)) + "}"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: List[str] = []
+
+    def metric(self, name: str, help_text: str, samples: Iterable[Tuple[Labels, int]]) -> None:
+        self.lines.append(f"# HELP {name} {escape_help(help_text)}")
+        self.lines.append(f"# TYPE {name} gauge")
+        for labels, value in samples:
+            self.lines.append(f"{name}{_labels(labels)} {int(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def timestamp_seconds(generated_at: str) -> int:
+    """`2026-11-29T03:02:38Z` -> Unix seconds."""
+    return calendar.timegm(time.strptime(generated_at, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _get(mapping: Any, *keys: str) -> Optional[Any]:
+    for key in keys:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def info_labels(report: Report) -> List[Tuple[str, Any]]:
+    host = report.host
+    version = _get(host, "kernel", "version")
+    kernel_version = ".".join(str(part) for part in version) if isinstance(version, (list, tuple)) else ""
+    labels = [
+        ("arch", _get(host, "arch")),
+        ("hypervisor", _get(host, "hypervisor")),
+        ("kernel", _get(host, "kernel", "release")),
+        ("kernel_version", kernel_version),
+        ("kvm_module", _get(host, "kvm", "module")),
+        ("os_id", _get(host, "os", "id")),
+        ("os_version", _get(host, "os", "version")),
+        ("source", _get(host, "source")),
+        ("target", report.target.value),
+        ("version", report.tool_version),
+        ("virtualization", _get(host, "cpu", "virtualization")),
+    ]
+    return [(name, "" if value is None else value) for name, value in labels]
+
+
+def render(report: Report) -> str:
+    target = ("target", report.target.value)
+    out = _Writer()
+    ready = report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS)
+    out.metric(
+        "kvmready_ready",
+        "1 when the host is ready for the target (verdict ready or ready_with_warnings), else 0.",
+        [([target], 1 if ready else 0)],
+    )
+    out.metric(
+        "kvmready_verdict",
+        "The verdict of the last kvmready run, one-hot: 1 for the verdict it reached, 0 for the others.",
+        [([target, ("verdict", verdict.value)], 1 if verdict is report.verdict else 0) for verdict in sorted(Verdict, key=lambda v: v.value)],
+    )
+    out.metric(
+        "kvmready_exit_code",
+        "The exit code of the last kvmready run: 0 ready, 1 not ready, 3 indeterminate.",
+        [([target], report.exit_code)],
+    )
+    summary = report.summary
+    out.metric(
+        "kvmready_checks",
+        "How many checks ended in each status in the last kvmready run.",
+        [([target, ("status", status.value)], summary[status.value]) for status in sorted(STATUS_ORDER, key=lambda s: s.value)],
+    )
+    out.metric(
+        "kvmready_check_status",
+        "The status of each check in the last kvmready run, one-hot over pass, warn, fail, skip and error; severity is the check's for the target.",
+        [
+            (
+                [("check", check.id), ("severity", check.severity.value), ("status", status.value), target],
+                1 if status is check.status else 0,
+            )
+            for check in sorted(report.checks, key=lambda c: c.id)
+            for status in sorted(STATUS_ORDER, key=lambda s: s.value)
+        ],
+    )
+    out.metric(
+        "kvmready_info",
+        "Always 1; the labels describe the last kvmready run: tool version, target and host facts.",
+        [(info_labels(report), 1)],
+    )
+    out.metric(
+        "kvmready_last_run_timestamp_seconds",
+        "Unix time at which the last kvmready run made its report.",
+        [([target], timestamp_seconds(report.generated_at))],
+    )
+    return out.text()

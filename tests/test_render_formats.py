@@ -1,0 +1,685 @@
+"""Every output format, rendered from one set of reports (pip-audit style).
+
+The reports: synthetic ones built straight from the model (every status at
+every severity, hostile text in every field, an empty host), the pipeline on
+every captured host under tests/fixtures/hosts, and the pipeline on built
+trees with the fake live system (ready hosts, a real guest run).  Every
+OutputFormat member renders every one of them; then each machine format is
+held to its consumer's rules:
+
+- JUnit XML parsed with xml.etree: counts, one testcase per check, classname,
+  failure texts, and "failures or errors exactly when the exit code gates";
+- Prometheus text parsed with prometheus_client's parser, plus the rules that
+  parser lets through (one HELP/TYPE per metric, before its samples,
+  contiguous groups, unique series, no timestamps, a final newline);
+- NFD feature files: every line against the Kubernetes label rules (written
+  out here from the documentation, not imported), under 64 KiB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from prometheus_client.parser import text_string_to_metric_families
+
+from kvmready import runner
+from kvmready.checks import PRIORITY
+from kvmready.facts import Facts
+from kvmready.host import DirectoryHost
+from kvmready.model import CheckResult, Report, Severity, Status, Target, Verdict
+from kvmready.render import OutputFormat, junit, nfd
+from kvmready.schema import schema
+
+from fakes import FakeLiveSystem
+from helpers import FIXED_NOW, GENERATED_AT, GOLDENS, UPDATE_GOLDENS, fixture_root, real_host_names, run_cli
+from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts
+
+FORMAT_GOLDENS = GOLDENS / "formats"
+TEST_VERSION = "0.0.0+test"
+HOSTILE = 'q"uote\\back\nline\r\x00nul\x1bESC\x7f tab\t ünï 中 \U0001f600 \ud800 ]]> <&> ${x} %s'
+
+# -- the reports ---------------------------------------------------------------
+
+ALL_COMBOS: List[Tuple[Severity, Status]] = [(sev, status) for sev in Severity for status in Status]
+# The golden files' reports use these ids, so that a new check in the registry leaves them alone.
+GOLDEN_IDS = (
+    "conflicts.virtualbox", "cpu.arch", "cpu.hardware-mmu", "cpu.virtualization", "devices.tun",
+    "host.distribution", "host.hypervisor", "kernel.version", "kvm.access", "kvm.api",
+    "kvm.device", "kvm.guest", "kvm.module", "kvm.nested", "resources.memory",
+)
+
+
+def make_check(check_id: str, severity: Severity, status: Status, **overrides) -> CheckResult:
+    fields = dict(
+        id=check_id,
+        title=f"Title of {check_id}",
+        category=check_id.split(".")[0],
+        severity=severity,
+        status=status,
+        summary=f"{check_id} ended in {status.value}",
+        detail=f"why {check_id} is {status.value}" if status is not Status.PASS else "",
+        remediation=f"fix {check_id}" if status in (Status.FAIL, Status.WARN) else None,
+        evidence={"status": status.value, "nested": {"list": [1, 2, None], "flag": True}},
+    )
+    fields.update(overrides)
+    return CheckResult(**fields)
+
+
+def make_report(
+    checks: List[CheckResult],
+    *,
+    target: Target = Target.WORKSTATION,
+    strict: bool = False,
+    exit_zero: bool = False,
+    host: Optional[Mapping] = None,
+    hostname: Optional[str] = "web-1.example.com",
+) -> Report:
+    """A report from the model, with the runner's own verdict, reasons and exit code."""
+    verdict = runner.verdict_of(checks)
+    return Report(
+        tool_version=TEST_VERSION,
+        target=target,
+        verdict=verdict,
+        exit_code=runner.exit_code_of(verdict, strict, exit_zero),
+        host=dict(host) if host is not None else sample_host(hostname),
+        checks=tuple(sorted(checks, key=lambda c: c.id)),
+        reasons=tuple(runner.reasons_of(checks, verdict)),
+        generated_at=GENERATED_AT,
+        strict=strict,
+    )
+
+
+def sample_host(hostname: Optional[str] = "web-1.example.com") -> dict:
+    return {
+        "hostname": hostname,
+        "arch": "x86_64",
+        "live": True,
+        "source": "live",
+        "kernel": {"release": "6.8.0-45-generic", "version": [6, 8, 0]},
+        "os": {"id": "ubuntu", "version": "24.04", "name": "Ubuntu 24.04.1 LTS"},
+        "cpu": {"vendor": "GenuineIntel", "model": "Intel(R) Core(TM) i7", "logical_cpus": 8, "virtualization": "vt-x"},
+        "hypervisor": None,
+        "kvm": {"module": "kvm_intel", "device": True, "api_version": 12},
+        "memory_bytes": 16 * 1024**3,
+    }
+
+
+def empty_host() -> dict:
+    return {
+        "hostname": None,
+        "arch": None,
+        "live": False,
+        "source": "root",
+        "kernel": {"release": None, "version": None},
+        "os": {"id": None, "version": None, "name": None},
+        "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
+        "hypervisor": None,
+        "kvm": {"module": None, "device": None, "api_version": None},
+        "memory_bytes": None,
+    }
+
+
+def all_pass(ids=GOLDEN_IDS) -> List[CheckResult]:
+    return [make_check(check_id, Severity.REQUIRED, Status.PASS) for check_id in ids]
+
+
+def with_statuses(assignments: Dict[str, Tuple[Severity, Status]], ids=None, overrides=None) -> List[CheckResult]:
+    """Every registered check (or `ids`): passing and required unless assigned."""
+    checks = []
+    for check_id in sorted(PRIORITY) if ids is None else ids:
+        severity, status = assignments.get(check_id, (Severity.REQUIRED, Status.PASS))
+        checks.append(make_check(check_id, severity, status, **(overrides or {}).get(check_id, {})))
+    return checks
+
+
+def mixed_checks() -> List[CheckResult]:
+    """Every (severity, status) pair once, on real check ids."""
+    assert len(GOLDEN_IDS) == len(ALL_COMBOS) and set(GOLDEN_IDS) <= set(PRIORITY)
+    return with_statuses(dict(zip(GOLDEN_IDS, ALL_COMBOS)), ids=GOLDEN_IDS)
+
+
+def hostile_report() -> Report:
+    host = sample_host(HOSTILE)
+    host["kernel"] = {"release": HOSTILE, "version": [6, 8, 0]}
+    host["os"] = {"id": HOSTILE, "version": HOSTILE, "name": HOSTILE}
+    host["hypervisor"] = HOSTILE
+    host["kvm"] = {"module": HOSTILE, "device": True, "api_version": 12}
+    host["cpu"] = dict(host["cpu"], model=HOSTILE, vendor=HOSTILE)
+    text = dict(summary=HOSTILE, detail=HOSTILE, remediation=HOSTILE, title=HOSTILE,
+                evidence={HOSTILE: HOSTILE, "bytes": "\x00\x01\x02\x1f", "list": [HOSTILE]})
+    checks = with_statuses(dict(zip(GOLDEN_IDS, ALL_COMBOS)), ids=GOLDEN_IDS, overrides={i: text for i in GOLDEN_IDS})
+    return make_report(checks, host=host)
+
+
+def synthetic_reports() -> Dict[str, Report]:
+    ids = sorted(PRIORITY)
+    required_warn = {ids[0]: (Severity.REQUIRED, Status.WARN)}
+    recommended_fail = {ids[1]: (Severity.RECOMMENDED, Status.FAIL), ids[2]: (Severity.RECOMMENDED, Status.ERROR)}
+    return {
+        "mixed": make_report(mixed_checks()),
+        "mixed-strict": make_report(mixed_checks(), strict=True),
+        "mixed-exit-zero": make_report(mixed_checks(), exit_zero=True),
+        "ready": make_report(all_pass(), target=Target.KVM),
+        "every-check-passes": make_report(all_pass(sorted(PRIORITY))),
+        "warnings": make_report(with_statuses({**required_warn, **recommended_fail})),
+        "warnings-strict": make_report(with_statuses({**required_warn, **recommended_fail}), strict=True),
+        "info-only-failures": make_report(with_statuses({ids[3]: (Severity.INFO, Status.FAIL), ids[4]: (Severity.INFO, Status.ERROR)})),
+        "indeterminate": make_report(with_statuses({"kvm.module": (Severity.REQUIRED, Status.ERROR)})),
+        "not-ready-guest": make_report(with_statuses({"kvm.guest": (Severity.REQUIRED, Status.FAIL)})),
+        "all-skipped": make_report([make_check(i, Severity.REQUIRED, Status.SKIP) for i in ids], host=empty_host()),
+        "no-checks": make_report([], host=empty_host()),
+        "nested-guest": make_report(all_pass(), host=dict(sample_host("vm1"), hypervisor="kvm")),
+        "hostile": hostile_report(),
+    }
+
+
+def pipeline_reports() -> Dict[str, Report]:
+    """Captured hosts (offline) and built trees with the fake live system, through the real runner."""
+    reports: Dict[str, Report] = {}
+
+    def add(name: str, facts: Facts, target: Target) -> None:
+        reports[f"{name}-{target.value}"] = runner.build_report(facts, target, runner.run(facts, target), now=FIXED_NOW)
+
+    for host in real_host_names():
+        for target in Target:
+            add(host, Facts(DirectoryHost(str(fixture_root(host)))), target)
+    desktop = dict(groups=(1000, KVM_GID))
+    trees = {
+        "intel-desktop": (lambda: intel_desktop(params={"kvm": {"enable_vmware_backdoor": "Y"}}), lambda: FakeLiveSystem(**desktop)),
+        "amd-desktop": (lambda: amd_desktop(kernel="6.14.0-27-generic"), lambda: FakeLiveSystem(**desktop)),
+        "kvm-guest": (lambda: kvm_guest(nested=True), lambda: FakeLiveSystem(cpuid="KVMKVMKVM", **desktop)),
+        "no-kvm-group": (lambda: intel_desktop(), lambda: FakeLiveSystem()),
+    }
+    for name, (tree, live) in trees.items():
+        for target in Target:
+            add(name, make_facts(tree(), live(), vm_dir="/"), target)
+    return reports
+
+
+_CACHE: Dict[str, Report] = {}
+
+
+def every_report() -> Dict[str, Report]:
+    if not _CACHE:
+        _CACHE.update(synthetic_reports())
+        _CACHE.update(pipeline_reports())
+    return _CACHE
+
+
+REPORT_NAMES = sorted(set(synthetic_reports()) | {f"{h}-{t.value}" for h in real_host_names() for t in Target}
+                      | {f"{n}-{t.value}" for n in ("intel-desktop", "amd-desktop", "kvm-guest", "no-kvm-group") for t in Target})
+
+
+@pytest.fixture(params=REPORT_NAMES)
+def report(request) -> Report:
+    return every_report()[request.param]
+
+
+# -- every format renders every report -----------------------------------------
+
+
+@pytest.mark.parametrize("output_format", list(OutputFormat))
+def test_every_format_renders_every_report(output_format: OutputFormat, report: Report):
+    text = output_format.render(report, width=100, color=False)
+    assert isinstance(text, str) and text.strip()
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_the_enum_names_the_new_formats():
+    assert {f.value for f in OutputFormat} >= {"table", "json", "jsonl", "junit", "prometheus", "nfd"}
+
+
+def test_the_pipeline_reports_cover_every_verdict():
+    verdicts = {r.verdict for name, r in every_report().items() if name not in synthetic_reports()}
+    assert verdicts == set(Verdict)
+
+
+def test_every_report_json_validates_against_the_shipped_schema(report: Report):
+    validator = Draft202012Validator(schema())
+    document = json.loads(OutputFormat.JSON.render(report))
+    errors = sorted(validator.iter_errors(document), key=str)
+    assert not errors, errors[0]
+    # jsonl: the report line plus its check lines is the same report.
+    lines = [json.loads(line) for line in OutputFormat.JSONL.render(report).splitlines()]
+    head = dict(lines[-1])
+    assert head.pop("type") == "report"
+    head["checks"] = [{k: v for k, v in line.items() if k not in ("type", "hostname")} for line in lines[:-1]]
+    assert not list(validator.iter_errors(head))
+    assert head == document
+
+
+# -- JUnit ---------------------------------------------------------------------
+
+
+def parse_junit(text: str) -> ET.Element:
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    return ET.fromstring(text.encode("utf-8"))
+
+
+def expected_classname(report: Report) -> str:
+    hostname = report.host.get("hostname")
+    return "kvmready." + (re.sub(r"[^A-Za-z0-9_-]", "_", junit.xml_text(hostname)) if hostname else "unknown")
+
+
+def test_junit_structure(report: Report):
+    root = parse_junit(OutputFormat.JUNIT.render(report))
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert len(suites) == 1
+    suite = suites[0]
+    cases = suite.findall("testcase")
+    assert [case.get("name") for case in cases] == [junit.xml_text(c.id) for c in report.checks]
+    assert all(case.get("classname") == expected_classname(report) for case in cases)
+    counted = Counter(child.tag for case in cases for child in case if child.tag in ("failure", "error", "skipped"))
+    assert all(sum(child.tag in ("failure", "error", "skipped") for child in case) <= 1 for case in cases)
+    for element in (root, suite):
+        assert element.get("tests") == str(len(report.checks))
+        assert element.get("failures") == str(counted["failure"])
+        assert element.get("errors") == str(counted["error"])
+        assert element.get("skipped") == str(counted["skipped"])
+        assert float(element.get("time")) >= 0
+    properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert properties["verdict"] == report.verdict.value
+    assert properties["exit_code"] == str(report.exit_code)
+    assert properties["target"] == report.target.value
+
+
+def test_junit_fails_exactly_when_the_exit_code_gates(report: Report):
+    """Without --exit-zero: failures or errors in the test report <=> a non-zero exit."""
+    root = parse_junit(OutputFormat.JUNIT.render(report))
+    red = int(root.get("failures")) + int(root.get("errors"))
+    gated = runner.exit_code_of(report.verdict, report.strict) != 0
+    assert (red > 0) == gated
+
+
+def test_junit_maps_each_status():
+    report = every_report()["mixed"]
+    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase")}
+    for check in report.checks:
+        case = cases[check.id]
+        children = [child.tag for child in case]
+        if check.status is Status.SKIP:
+            assert children == ["skipped"]
+            assert case.find("skipped").get("message") == check.summary
+        elif check.severity is Severity.REQUIRED and check.status is Status.FAIL:
+            assert children == ["failure"]
+        elif check.severity is Severity.REQUIRED and check.status is Status.ERROR:
+            assert children == ["error"]
+        else:
+            assert children == ["system-out"], (check.id, check.severity, check.status)
+            warning = check.severity is not Severity.INFO and check.status is not Status.PASS
+            assert case.find("system-out").text.startswith("WARNING: ") == warning
+            assert check.summary in case.find("system-out").text
+
+
+def test_junit_strict_turns_warnings_into_failures():
+    report = every_report()["warnings-strict"]
+    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase")}
+    for check in report.checks:
+        if check.status is Status.PASS:
+            assert cases[check.id].find("system-out") is not None
+        elif check.status is Status.ERROR:
+            assert cases[check.id].find("error").get("type") == "error"
+        else:
+            assert cases[check.id].find("failure").get("type") == check.status.value
+    lenient = parse_junit(OutputFormat.JUNIT.render(every_report()["warnings"]))
+    assert lenient.get("failures") == lenient.get("errors") == "0"
+
+
+def test_junit_failure_carries_summary_detail_remediation_and_evidence():
+    report = every_report()["not-ready-guest"]
+    check = report.check("kvm.guest")
+    case = next(c for c in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase") if c.get("name") == "kvm.guest")
+    failure = case.find("failure")
+    assert failure.get("message") == check.summary
+    assert failure.get("type") == "fail"
+    assert check.detail in failure.text
+    assert f"Fix: {check.remediation}" in failure.text
+    assert json.dumps(dict(check.evidence), indent=2, sort_keys=True) in failure.text
+
+
+def test_junit_classname_keeps_the_host_one_segment():
+    report = every_report()["mixed"]
+    root = parse_junit(OutputFormat.JUNIT.render(report))
+    assert {c.get("classname") for c in root.iter("testcase")} == {"kvmready.web-1_example_com"}
+    assert root.find("testsuite").get("hostname") == "web-1.example.com"
+    nameless = parse_junit(OutputFormat.JUNIT.render(every_report()["no-checks"]))
+    assert nameless.find("testsuite").get("name") == "kvmready.unknown (workstation)"
+    assert nameless.get("tests") == "0"
+
+
+def test_junit_strips_what_xml_cannot_carry():
+    report = every_report()["hostile"]
+    text = OutputFormat.JUNIT.render(report)
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]", text)
+    root = parse_junit(text)
+    message = next(root.iter("failure")).get("message")
+    assert message == junit.xml_text(HOSTILE)
+    assert "]]>" in message and "<&>" in message and "\U0001f600" in message
+
+
+@settings(max_examples=200, deadline=None)
+@given(summary=st.text(min_size=1), detail=st.text(), evidence=st.dictionaries(st.text(), st.text()), hostname=st.text())
+def test_junit_is_well_formed_for_any_text(summary, detail, evidence, hostname):
+    checks = [make_check("kvm.guest", Severity.REQUIRED, Status.FAIL, summary=summary, detail=detail, evidence=evidence),
+              make_check("kvm.api", Severity.REQUIRED, Status.SKIP, summary=summary)]
+    report = make_report(checks, hostname=hostname or None)
+    root = parse_junit(OutputFormat.JUNIT.render(report))
+    failure = next(root.iter("failure"))
+    # Attribute values survive except for what XML normalises: the stripped characters.
+    assert failure.get("message") == junit.xml_text(summary)
+    assert next(root.iter("skipped")).get("message") == junit.xml_text(summary)
+    assert re.fullmatch(r"kvmready\.[A-Za-z0-9_-]+", next(root.iter("testcase")).get("classname"))
+
+
+# -- Prometheus ------------------------------------------------------------------
+
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
+
+
+def textfile_rules(text: str) -> None:
+    """What node_exporter's textfile collector needs and prometheus_client's parser does not check."""
+    assert text.endswith("\n"), "the last line must end with a newline"
+    assert "\r" not in text
+    lines = text[:-1].split("\n")
+    assert all(lines), "no empty lines"
+    helps: Counter = Counter()
+    types: Counter = Counter()
+    finished = set()
+    current = None
+    for line in lines:
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            name = line.split(" ")[2]
+            assert METRIC_NAME.match(name)
+            (helps if line.startswith("# HELP ") else types)[name] += 1
+            if line.startswith("# TYPE "):
+                assert line.split(" ")[3] == "gauge"
+            assert name not in finished and name != current, f"{name}: HELP/TYPE after its samples"
+            continue
+        assert not line.startswith("#"), line
+        match = SAMPLE_LINE.match(line)
+        assert match, f"not a sample (or a sample with a timestamp): {line!r}"
+        name = match.group(1)
+        assert types[name] == 1 and helps[name] == 1, f"{name}: a sample before its HELP and TYPE"
+        if name != current:
+            assert name not in finished, f"{name}: samples not contiguous"
+            if current is not None:
+                finished.add(current)
+            current = name
+    assert set(helps) == set(types) and all(n == 1 for n in helps.values()) and all(n == 1 for n in types.values())
+
+
+def parse_prometheus(text: str) -> Dict[str, list]:
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    series = [(s.name, tuple(sorted(s.labels.items()))) for f in families.values() for s in f.samples]
+    assert len(series) == len(set(series)), "duplicate series"
+    for family in families.values():
+        assert family.type == "gauge"
+        assert family.documentation
+        for sample in family.samples:
+            assert sample.timestamp is None
+            assert "target" in sample.labels
+    return {name: family.samples for name, family in families.items()}
+
+
+def test_prometheus_follows_the_textfile_rules(report: Report):
+    text = OutputFormat.PROMETHEUS.render(report)
+    textfile_rules(text)
+    samples = parse_prometheus(text)
+    assert set(samples) == {
+        "kvmready_ready", "kvmready_verdict", "kvmready_exit_code", "kvmready_checks",
+        "kvmready_check_status", "kvmready_info", "kvmready_last_run_timestamp_seconds",
+    }
+    assert not any(name.endswith("_total") for name in samples)
+
+
+def test_prometheus_values(report: Report):
+    samples = parse_prometheus(OutputFormat.PROMETHEUS.render(report))
+    ready = report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS)
+    assert [s.value for s in samples["kvmready_ready"]] == [1.0 if ready else 0.0]
+    verdicts = {s.labels["verdict"]: s.value for s in samples["kvmready_verdict"]}
+    assert verdicts == {v.value: (1.0 if v is report.verdict else 0.0) for v in Verdict}
+    assert samples["kvmready_exit_code"][0].value == report.exit_code
+    assert {s.labels["status"]: s.value for s in samples["kvmready_checks"]} == {k: float(v) for k, v in report.summary.items()}
+    per_check: Dict[str, Dict[str, float]] = {}
+    for sample in samples["kvmready_check_status"]:
+        per_check.setdefault(sample.labels["check"], {})[sample.labels["status"]] = sample.value
+    assert set(per_check) == {c.id for c in report.checks}
+    for check in report.checks:
+        assert per_check[check.id] == {s.value: (1.0 if s is check.status else 0.0) for s in Status}
+    assert samples["kvmready_last_run_timestamp_seconds"][0].value == FIXED_NOW.timestamp()
+    (info,) = samples["kvmready_info"]
+    assert info.value == 1
+    assert info.labels["version"] == report.tool_version
+    assert info.labels["target"] == report.target.value
+    assert info.labels["kernel"] == prometheus_label(report.host["kernel"]["release"])
+
+
+def prometheus_label(value) -> str:
+    """What a label value reads back as: control characters other than line feed are dropped."""
+    text = "" if value is None else str(value).encode("utf-8", "replace").decode("utf-8")
+    return re.sub("[\x00-\x09\x0b-\x1f\x7f]", "", text)
+
+
+def test_prometheus_escapes_label_values():
+    report = every_report()["hostile"]
+    text = OutputFormat.PROMETHEUS.render(report)
+    text.encode("utf-8")  # no lone surrogate left
+    (info,) = parse_prometheus(text)["kvmready_info"]
+    for label in ("kernel", "os_id", "os_version", "hypervisor", "kvm_module"):
+        assert info.labels[label] == prometheus_label(HOSTILE)
+    assert '\\"' in text and "\\\\" in text and "\\n" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(release=st.text(), os_name=st.text())
+def test_prometheus_any_label_value_round_trips(release, os_name):
+    host = sample_host()
+    host["kernel"] = {"release": release, "version": None}
+    host["os"] = {"id": os_name, "version": None, "name": None}
+    text = OutputFormat.PROMETHEUS.render(make_report(all_pass(), host=host))
+    textfile_rules(text)
+    (info,) = parse_prometheus(text)["kvmready_info"]
+    assert info.labels["kernel"] == prometheus_label(release)
+    assert info.labels["os_id"] == prometheus_label(os_name)
+    assert info.labels["kernel_version"] == ""
+
+
+def test_prometheus_rules_catch_what_the_parser_lets_through():
+    """The structural checks above can fail: the parser alone accepts every one of these."""
+    good = OutputFormat.PROMETHEUS.render(every_report()["ready"])
+    lines = good.splitlines()
+    assert lines[0].startswith("# HELP kvmready_ready") and lines[2].startswith("kvmready_ready{")
+
+    def text(*parts):
+        return "\n".join(parts) + "\n"
+
+    broken = {
+        "no final newline": (good[:-1], textfile_rules),
+        "duplicate TYPE": (text(*lines[:2], lines[1], *lines[2:]), textfile_rules),
+        "TYPE after samples": (text(lines[2], *lines[:2], *lines[3:]), textfile_rules),
+        "not contiguous": (good + 'kvmready_ready{target="x"} 1\n', textfile_rules),
+        "timestamp": (good.replace(lines[2], lines[2] + " 1700000000000"), textfile_rules),
+        "duplicate series": (text(*lines[:3], lines[2], *lines[3:]), parse_prometheus),
+    }
+    for bad, rule in broken.values():
+        list(text_string_to_metric_families(bad))  # the parser is happy ...
+        with pytest.raises(AssertionError):  # ... the rule is not
+            rule(bad)
+    textfile_rules(text(*lines[:3], lines[2], *lines[3:]))  # (a duplicate is only the parse check's business)
+
+
+# -- NFD -------------------------------------------------------------------------
+
+# Kubernetes label rules (kubernetes.io/docs/concepts/overview/working-with-objects/labels/).
+K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+K8S_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
+    assert text.endswith("\n")
+    assert len(text.encode("utf-8")) < 65536
+    labels: Dict[str, str] = {}
+    for line in text[:-1].split("\n"):
+        if line.startswith("#"):
+            assert not line.startswith("# +"), "a comment that nfd-worker would read as a directive"
+            continue
+        key, _, value = line.partition("=")
+        assert _ == "=", line
+        line_prefix, _, name = key.partition("/")
+        assert line_prefix == prefix
+        assert len(prefix) <= 253 and DNS_SUBDOMAIN.match(prefix)
+        assert not re.search(r"(^|\.)(kubernetes\.io|k8s\.io)$", prefix) or prefix == "feature.node.kubernetes.io"
+        assert len(name) <= 63 and K8S_NAME.match(name), name
+        assert 1 <= len(value) <= 63 and K8S_VALUE.match(value), value
+        assert name not in labels, f"{name} twice"
+        labels[name] = value
+    return labels
+
+
+def test_nfd_every_line_is_a_valid_label(report: Report):
+    labels = nfd_labels(OutputFormat.NFD.render(report))
+    assert labels["ready"] == ("true" if report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS) else "false")
+    assert labels["verdict"] == report.verdict.value
+    assert labels["target"] == report.target.value
+    assert labels["failed-checks"] == str(report.summary["fail"])
+    for check in report.checks:
+        assert labels[f"check.{check.id}"] == check.status.value
+    if report.reasons:
+        assert labels["reason"] == report.reasons[0]
+
+
+def test_nfd_kvm_usable_and_nested():
+    labels = nfd_labels(OutputFormat.NFD.render(every_report()["ready"]))
+    assert labels["kvm-usable"] == "true" and labels["nested"] == "false"
+    assert labels["kvm-module"] == "kvm_intel" and labels["virtualization"] == "vt-x"
+    assert labels["kernel-version.major"] == "6" and labels["kernel-version.minor"] == "8"
+    assert "hypervisor" not in labels
+    labels = nfd_labels(OutputFormat.NFD.render(every_report()["not-ready-guest"]))
+    assert labels["kvm-usable"] == "false" and labels["ready"] == "false" and labels["reason"] == "kvm.guest"
+    labels = nfd_labels(OutputFormat.NFD.render(every_report()["nested-guest"]))
+    assert labels["nested"] == "true" and labels["hypervisor"] == "kvm"
+    skipped = nfd_labels(OutputFormat.NFD.render(every_report()["all-skipped"]))
+    assert "kvm-usable" not in skipped and "nested" not in skipped and "kvm-device" not in skipped
+
+
+def test_nfd_pipeline_hosts():
+    guest = nfd_labels(OutputFormat.NFD.render(every_report()["kvm-guest-kvm"]))
+    assert guest["nested"] == "true" and guest["kvm-usable"] == "true"
+    desktop = nfd_labels(OutputFormat.NFD.render(every_report()["intel-desktop-workstation"]))
+    assert desktop["ready"] == "true" and desktop["kvm-usable"] == "true" and desktop["kvm-device"] == "true"
+    offline = nfd_labels(OutputFormat.NFD.render(every_report()["lscpu-x86_64-epyc_7451-kvm"]))
+    assert "kvm-usable" not in offline  # skipped offline: no claim either way
+
+
+def test_nfd_sanitises_hostile_values():
+    labels = nfd_labels(OutputFormat.NFD.render(every_report()["hostile"]))
+    assert nfd.label_part(HOSTILE) == "q-uote-back-line-nul-ESC-tab-n-x-s"
+    for name in ("hypervisor", "kvm-module"):
+        assert labels[name] == "q-uote-back-line-nul-ESC-tab-n-x-s"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.booleans()))
+def test_nfd_label_part_always_fits(value):
+    part = nfd.label_part(value)
+    assert len(part) <= 63 and K8S_VALUE.match(part)
+    name = nfd.label_part(value, nfd.MAX_NAME)
+    assert name == "" or K8S_NAME.match(name)
+
+
+def test_nfd_label_part_examples():
+    assert nfd.label_part("6.8.0-45-generic") == "6.8.0-45-generic"
+    assert nfd.label_part("Ubuntu 24.04.1 LTS") == "Ubuntu-24.04.1-LTS"
+    assert nfd.label_part("-_.x.-_") == "x"
+    assert nfd.label_part("a" * 100) == "a" * 63
+    assert nfd.label_part("a" * 62 + "--b") == "a" * 62
+    assert nfd.label_part("中文") == ""
+    assert nfd.label_part(True) == "true"
+
+
+def test_nfd_prefix():
+    assert nfd.prefix_problem(nfd.DEFAULT_PREFIX) is None
+    assert nfd.prefix_problem("feature.node.kubernetes.io") is None
+    for bad in ("kubernetes.io", "node.kubernetes.io", "k8s.io", "x.k8s.io", "Upper.io", "-a.io", "a_b.io", "", "a" * 254):
+        assert nfd.prefix_problem(bad), bad
+    report = every_report()["ready"]
+    assert nfd_labels(nfd.render(report, prefix="example.com"), prefix="example.com")["ready"] == "true"
+    assert OutputFormat.NFD.render(report, nfd_prefix="example.com").startswith("#")
+    with pytest.raises(ValueError):
+        nfd.render(report, prefix="kubernetes.io")
+
+
+def test_nfd_stays_under_64_kib():
+    ids = [f"demo.check-{index:05d}-{'x' * 40}" for index in range(3000)]
+    checks = tuple(make_check(i, Severity.INFO, Status.PASS) for i in ids)
+    report = make_report([], hostname="big")._replace(checks=checks)
+    text = nfd.render(report)
+    assert len(text.encode("utf-8")) < nfd.MAX_FILE_BYTES
+    labels = nfd_labels(text)
+    assert labels["ready"] == "true" and len(labels) > 100
+
+
+# -- golden files ------------------------------------------------------------------
+
+GOLDEN_REPORTS = ("mixed", "hostile", "ready")
+SUFFIX = {OutputFormat.JUNIT: "junit.xml", OutputFormat.PROMETHEUS: "prom", OutputFormat.NFD: "nfd"}
+
+
+@pytest.mark.parametrize("name", GOLDEN_REPORTS)
+@pytest.mark.parametrize("output_format", list(SUFFIX))
+def test_golden_files(name: str, output_format: OutputFormat):
+    """Reviewable examples; KVMREADY_UPDATE_GOLDENS=1 rewrites them."""
+    text = output_format.render(every_report()[name])
+    path = FORMAT_GOLDENS / f"{name}.{SUFFIX[output_format]}"
+    if UPDATE_GOLDENS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))
+    assert path.read_bytes().decode("utf-8") == text
+
+
+# -- through the CLI: --output is atomic, the exit code still gates ------------------
+
+CLI_HOST = "firecracker-pvm-host"
+
+
+def cli_facts() -> Facts:
+    return Facts(DirectoryHost(str(fixture_root(CLI_HOST))))
+
+
+@pytest.mark.parametrize("output_format", ["junit", "prometheus", "nfd"])
+def test_cli_writes_each_format_atomically(tmp_path: Path, output_format: str):
+    target = tmp_path / f"kvmready.{output_format}"
+    target.write_text("old\n")
+    result = run_cli(["check", "--format", output_format, "--output", str(target)], facts_factory=cli_facts)
+    facts = cli_facts()
+    expected = runner.build_report(facts, Target.WORKSTATION, runner.run(facts, Target.WORKSTATION))
+    assert result.exit_code == expected.exit_code == 1  # not ready: the exit code gates whatever the format
+    assert result.stdout == ""
+    text = target.read_text(encoding="utf-8")
+    assert sorted(os.listdir(tmp_path)) == [target.name]  # no temporary file left behind
+    if output_format == "junit":
+        assert int(parse_junit(text).get("failures")) > 0
+    elif output_format == "prometheus":
+        textfile_rules(text)
+        assert parse_prometheus(text)["kvmready_ready"][0].value == 0
+    else:
+        assert nfd_labels(text)["ready"] == "false"
+
+
+def test_cli_exit_zero_keeps_the_junit_failures(tmp_path: Path):
+    result = run_cli(["check", "--format", "junit", "--exit-zero"], facts_factory=cli_facts)
+    assert result.exit_code == 0
+    assert int(parse_junit(result.stdout).get("failures")) > 0
