@@ -76,8 +76,16 @@ def write_output(text: str, output: Optional[str]) -> None:
     """stdout, or FILE written atomically (temporary file in the same folder, then rename)."""
     if not output or output == "-":
         try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            # Reports are UTF-8 whatever the locale says; nothing in them can stop the write.
+            data = text.encode("utf-8", "replace")
+            stream = getattr(sys.stdout, "buffer", None)
+            if stream is None:
+                sys.stdout.write(data.decode("utf-8"))
+                sys.stdout.flush()
+            else:
+                sys.stdout.flush()
+                stream.write(data)
+                stream.flush()
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, and keep Python from failing again at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

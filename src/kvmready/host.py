@@ -94,6 +94,15 @@ def os_reason(error: OSError) -> str:
     return f"{text} ({name})" if name else text
 
 
+def clean_text(text: str) -> str:
+    """Text that any UTF-8 writer accepts: undecodable bytes (surrogate escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
 def _normalise(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"host paths are absolute: {path!r}")
@@ -163,12 +172,15 @@ class DirectoryHost(Host):
         path = _normalise(path)
         try:
             if self.live:
-                return sorted(os.listdir(path))
-            fd = self._open_final(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                return sorted(os.listdir(fd))
-            finally:
-                os.close(fd)
+                names = os.listdir(path)
+            else:
+                fd = self._open_final(path, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    names = os.listdir(fd)
+                finally:
+                    os.close(fd)
+            # A name that is not UTF-8 cannot appear in a report as is.
+            return sorted(clean_text(name) for name in names)
         except OSError as error:
             raise ReadError(path, os_reason(error)) from None
 

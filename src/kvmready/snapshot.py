@@ -13,6 +13,7 @@ a `SnapshotError` with one clear sentence.
 from __future__ import annotations
 
 import datetime
+import gzip
 import io
 import json
 import posixpath
@@ -21,7 +22,7 @@ import zlib
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from kvmready import __version__
-from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError
+from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError, clean_text
 
 FORMAT = "kvmready-snapshot"
 FORMAT_VERSION = 1
@@ -44,6 +45,8 @@ class SnapshotError(Exception):
 
 
 def is_private(path: str) -> bool:
+    # Judge the canonical spelling: `/etc//shadow` and `/etc/../etc/shadow` are /etc/shadow.
+    path = "/" + posixpath.normpath(path).lstrip("/")
     if path.startswith(PRIVATE_PREFIXES) or path in ("/home", "/root"):
         return True
     return path.startswith("/proc/") and posixpath.basename(path) in PRIVATE_NAMES
@@ -181,10 +184,12 @@ def _now() -> str:
 def _archive(manifest: dict, files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     mtime = int(datetime.datetime.strptime(manifest["captured_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp())
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
-        _add(archive, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(), mtime)
-        for path, data in sorted(files.items()):
-            _add(archive, f"{ROOT_PREFIX}{path}", data, mtime)
+    # The gzip header carries a time too: pin it, so the same capture gives the same bytes.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=mtime, filename="") as compressed:
+        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            _add(archive, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(), mtime)
+            for path, data in sorted(files.items()):
+                _add(archive, f"{ROOT_PREFIX}{path}", data, mtime)
     return buffer.getvalue()
 
 
@@ -231,6 +236,8 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
                     raise SnapshotError(f"{path}: members add up to more than {MAX_TOTAL_BYTES} bytes")
                 content = _read_member(archive, member)
                 if name == MANIFEST:
+                    if manifest_bytes is not None:  # which one would a reviewer have read?
+                        raise SnapshotError(f"{path}: {MANIFEST} appears twice")
                     manifest_bytes = content
                 elif name in files:
                     raise SnapshotError(f"{path}: {name} appears twice")
@@ -305,6 +312,7 @@ def _parse_manifest(path: str, data: bytes) -> dict:
         manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise SnapshotError(f"{path}: {MANIFEST} is not JSON ({error})") from None
+    manifest = scrub(manifest)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SnapshotError(f"{path}: {MANIFEST} is not a kvmready snapshot manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -326,6 +334,17 @@ def _parse_manifest(path: str, data: bytes) -> dict:
     except ValueError:
         raise SnapshotError(f"{path}: {MANIFEST} captured_at {manifest['captured_at']!r} is not a UTC timestamp") from None
     return manifest
+
+
+def scrub(value: Any) -> Any:
+    """JSON may carry lone surrogates (`"\\udcff"`), which no UTF-8 output can write: replace them."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
 
 
 def _check_value(path: str, key: str, host_path: str, value: Any) -> None:
