@@ -12,16 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-
-from kvmready import vmware_caps
-from kvmready.checks import REGISTRY
-from kvmready.facts.kernel import parse_release
-from kvmready.model import Severity, Status
-
 from fakes import GIB, FakeKvmBackend, FakeLiveSystem
 from treebuilder import (
     KVM_GID,
-    QEMU_DMI,
     aarch64_machine,
     amd_desktop,
     char_node,
@@ -33,6 +26,11 @@ from treebuilder import (
     pvm_host,
     run_check,
 )
+
+from kvmready import vmware_caps
+from kvmready.checks import REGISTRY
+from kvmready.facts.kernel import parse_release
+from kvmready.model import Severity, Status
 
 WS, KVM = "workstation", "kvm"
 

@@ -18,7 +18,9 @@ from typing import Dict, List
 
 import pytest
 import typer
+from helpers import fixture_root, run_cli
 from jsonschema import Draft202012Validator
+from test_render_formats import every_report
 
 from kvmready import cli_integrations, fleet
 from kvmready.facts import Facts
@@ -26,9 +28,6 @@ from kvmready.host import DirectoryHost
 from kvmready.model import Report
 from kvmready.render import OutputFormat
 from kvmready.schema import schema as report_schema
-
-from helpers import fixture_root, run_cli
-from test_render_formats import every_report
 
 FLEET_SCHEMA = Path(__file__).resolve().parents[1] / "src" / "kvmready" / "schemas" / "fleet-v1.json"
 

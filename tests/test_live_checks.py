@@ -16,14 +16,6 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
-
-from kvmready import cli, kvmapi
-from kvmready.checks.live import UDEV_RULE, UDEV_RULE_FILE
-from kvmready.facts import Facts
-from kvmready.facts import live as live_module
-from kvmready.model import Severity, Status
-
 from fakes import (
     FakeHandle,
     FakeKvmBackend,
@@ -33,6 +25,13 @@ from fakes import (
     guest_wrong_byte,
 )
 from treebuilder import KVM_GID, etc_group, intel_desktop, kvm_node, make_facts, pvm_host, run_check
+from typer.testing import CliRunner
+
+from kvmready import cli, kvmapi
+from kvmready.checks.live import UDEV_RULE, UDEV_RULE_FILE
+from kvmready.facts import Facts
+from kvmready.facts import live as live_module
+from kvmready.model import Severity, Status
 
 WS, KVM = "workstation", "kvm"
 LIVE_CHECKS = ("kvm.access", "kvm.api", "kvm.capabilities", "kvm.create-vm", "kvm.guest")
@@ -388,8 +387,8 @@ def test_offline_reason_is_the_one_the_facts_carry():
 
 
 def test_offline_report_has_no_api_version_and_says_root():
-    from kvmready.runner import build_report, run
     from kvmready.model import Target
+    from kvmready.runner import build_report, run
 
     facts = make_facts(intel_desktop())
     report = build_report(facts, Target.KVM, run(facts, Target.KVM))

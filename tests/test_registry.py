@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kvmready.checks import CATEGORY_ORDER, PRIORITY, REGISTRY, _ALL
+from kvmready.checks import _ALL, CATEGORY_ORDER, PRIORITY, REGISTRY
 from kvmready.targets import SEVERITIES
 
 DESIGN_REQUIRED_IDS = {

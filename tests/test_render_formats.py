@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
+from fakes import FakeLiveSystem
+from helpers import FIXED_NOW, GENERATED_AT, GOLDENS, UPDATE_GOLDENS, fixture_root, real_host_names, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
+from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts
 
 from kvmready import runner
 from kvmready.checks import PRIORITY
@@ -39,10 +42,6 @@ from kvmready.host import DirectoryHost
 from kvmready.model import CheckResult, Report, Severity, Status, Target, Verdict
 from kvmready.render import OutputFormat, junit, nfd
 from kvmready.schema import schema
-
-from fakes import FakeLiveSystem
-from helpers import FIXED_NOW, GENERATED_AT, GOLDENS, UPDATE_GOLDENS, fixture_root, real_host_names, run_cli
-from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts
 
 FORMAT_GOLDENS = GOLDENS / "formats"
 TEST_VERSION = "0.0.0+test"

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import pytest
+from fakes import GIB, FakeKvmBackend, FakeLiveSystem
 from jsonschema import Draft202012Validator
+from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
 from typer.testing import CliRunner
 
 from kvmready import cli
@@ -35,9 +37,6 @@ from kvmready.model import Target
 from kvmready.render import OutputFormat
 from kvmready.runner import build_report, run
 from kvmready.schema import schema
-
-from fakes import GIB, FakeKvmBackend, FakeLiveSystem
-from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
 
 GOLDENS = Path(__file__).parent / "goldens" / "scenarios"
 UPDATE = os.environ.get("KVMREADY_UPDATE_GOLDENS") == "1"

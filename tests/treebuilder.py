@@ -14,7 +14,6 @@ add, replace or delete any file (`tree.without("/proc/modules")`).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 

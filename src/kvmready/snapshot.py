@@ -46,7 +46,10 @@ class SnapshotError(Exception):
 
 def is_private(path: str) -> bool:
     # Judge the canonical spelling: `/etc//shadow` and `/etc/../etc/shadow` are /etc/shadow.
+    directory = path.endswith("/")
     path = "/" + posixpath.normpath(path).lstrip("/")
+    if directory and path != "/":
+        path += "/"  # list_dir asks about `path + "/"`: prefixes such as "/etc/ssh/" need the slash
     if path.startswith(PRIVATE_PREFIXES) or path in ("/home", "/root"):
         return True
     return path.startswith("/proc/") and posixpath.basename(path) in PRIVATE_NAMES
@@ -89,6 +92,8 @@ class RecordingHost(Host):
         return names
 
     def node(self, path: str) -> Optional[Node]:
+        if is_private(path):
+            raise ReadError(path, "withheld: private data is never read")
         try:
             node = self.inner.node(path)
         except ReadError as error:
@@ -213,9 +218,35 @@ def open_snapshot(path: str):
     host = SnapshotHost(manifest, files, origin=f"--snapshot {path}")
     try:
         live = LiveFacts.from_dict(manifest["live"], captured_at=manifest["captured_at"])
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise SnapshotError(f"{path}: the manifest's live results are malformed ({type(error).__name__}: {error})") from None
     return Facts(host, captured_live=live, vm_dir=manifest.get("vm_dir")), manifest
+
+
+MAX_UNCOMPRESSED_BYTES = MAX_TOTAL_BYTES + MAX_MANIFEST_BYTES + 4 * 512 * (MAX_MEMBERS + 2)
+
+
+class _Bounded:
+    """The decompressed stream for tarfile: no read or seek past MAX_UNCOMPRESSED_BYTES, whatever a header claims."""
+
+    def __init__(self, stream, path: str) -> None:
+        self._stream, self._path = stream, path
+
+    def _over(self) -> SnapshotError:
+        return SnapshotError(f"{self._path}: decompresses to more than {MAX_UNCOMPRESSED_BYTES} bytes; not a kvmready snapshot")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or self._stream.tell() + size > MAX_UNCOMPRESSED_BYTES:
+            raise self._over()
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset > MAX_UNCOMPRESSED_BYTES:
+            raise self._over()
+        return self._stream.seek(offset)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
@@ -224,7 +255,8 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
     files: Dict[str, bytes] = {}
     total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        bounded = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb"), path)
+        with tarfile.open(fileobj=bounded, mode="r:") as archive:
             for count, member in enumerate(_members(archive), 1):
                 if count > MAX_MEMBERS:
                     raise SnapshotError(f"{path}: more than {MAX_MEMBERS} members; not a kvmready snapshot")
@@ -243,6 +275,8 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
                     raise SnapshotError(f"{path}: {name} appears twice")
                 else:
                     files[name] = content
+        while bounded.read(min(65536, MAX_UNCOMPRESSED_BYTES - bounded.tell())):  # on to the gzip trailer: CRC and length
+            pass
     except SnapshotError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
@@ -277,6 +311,9 @@ def _check_member(path: str, member: tarfile.TarInfo) -> Optional[str]:
     """The host path (or MANIFEST) a member stands for; None for directories; raises for anything unsafe."""
     name = member.name
     if member.isdir():
+        bare = name.rstrip("/")
+        if bare != ROOT_PREFIX and not (bare.startswith(ROOT_PREFIX + "/") and is_safe_path(bare[len(ROOT_PREFIX):])):
+            raise SnapshotError(f"{path}: member {name!r} is outside {ROOT_PREFIX}/ or not a plain path")
         return None
     if not member.isreg() or member.issparse():
         kind = "link" if member.issym() or member.islnk() else "device or special file" if member.isdev() else "non-regular member"
@@ -294,7 +331,7 @@ def _check_member(path: str, member: tarfile.TarInfo) -> Optional[str]:
 
 
 def is_safe_path(path: str) -> bool:
-    return path.startswith("/") and posixpath.normpath(path) == path and "\x00" not in path and ".." not in path.split("/")
+    return path.startswith("/") and "//" not in path and posixpath.normpath(path) == path and "\x00" not in path and ".." not in path.split("/")
 
 
 def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -310,12 +347,12 @@ def _parse_manifest(path: str, data: bytes) -> dict:
         raise SnapshotError(f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise SnapshotError(f"{path}: {MANIFEST} is not JSON ({error})") from None
     manifest = scrub(manifest)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SnapshotError(f"{path}: {MANIFEST} is not a kvmready snapshot manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if type(manifest.get("format_version")) is not int or manifest.get("format_version") != FORMAT_VERSION:
         raise SnapshotError(f"{path}: snapshot format version {manifest.get('format_version')!r}; this kvmready reads {FORMAT_VERSION}")
     shapes = {
         "files": dict, "read_errors": dict, "listings": dict, "list_errors": dict,
@@ -364,7 +401,7 @@ def _valid_node(value: Any) -> bool:
         return False
     try:
         Node.from_dict(value)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return False
     return True
 

@@ -156,11 +156,12 @@ def _run_in_unprivileged_child(timeout_s: float = 120.0) -> dict:
     # The interpreter's own files sit in root's 0700 home: import everything the
     # child needs while still root.
     import pwd  # noqa: F401
+
+    import kvmready.checks  # noqa: F401
+    import kvmready.facts.live  # noqa: F401
     import kvmready.kvmapi  # noqa: F401
     import kvmready.runner  # noqa: F401
     import kvmready.summary  # noqa: F401
-    import kvmready.facts.live  # noqa: F401
-    import kvmready.checks  # noqa: F401
 
     read_fd, write_fd = os.pipe()
     pid = os.fork()

@@ -43,7 +43,7 @@ def parse(text: str) -> GroupTable:
     groups: Dict[str, Group] = {}
     for line in text.splitlines():
         fields = line.split(":")
-        if len(fields) != 4 or not fields[2].strip().isdigit() or not fields[0]:
+        if len(fields) != 4 or not fields[2].strip().isdecimal() or not fields[0]:
             continue  # NIS `+` lines, comments and garbage
         members = tuple(member for member in fields[3].strip().split(",") if member)
         groups.setdefault(fields[0], Group(fields[0], int(fields[2]), members))

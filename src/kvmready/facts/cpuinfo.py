@@ -182,7 +182,7 @@ def _logical_cpus(blocks: List[Dict[str, str]], first: Dict[str, str]) -> Option
     if count:
         return count
     declared = first.get("# processors", "")  # s390
-    return int(declared) if declared.isdigit() else None
+    return int(declared) if declared.isdecimal() else None
 
 
 def _arch_hint(first: Dict[str, str], flags: FrozenSet[str]) -> Optional[str]:

@@ -74,6 +74,13 @@ class GuestResult(NamedTuple):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GuestResult:
+        result = cls._load(data)
+        if result.ok and not (isinstance(result.byte, int) and 0 <= result.byte <= 0xFF and isinstance(result.port, int) and 0 <= result.port <= 0xFFFF):
+            raise ValueError("a guest that ran ok needs the byte (0-255) and port (0-65535) it wrote")
+        return result
+
+    @classmethod
+    def _load(cls, data: Mapping[str, Any]) -> GuestResult:
         return cls(
             ok=bool(data["ok"]),
             exits=tuple(str(name) for name in data.get("exits", ())),
@@ -125,6 +132,16 @@ class KvmProbe(NamedTuple):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> KvmProbe:
+        probe = cls._load(data)
+        if probe.open_error is None and probe.api_error is None and probe.api_version == 12:
+            if not probe.vm_created and probe.create_vm_error is None:
+                raise ValueError("the KVM probe neither created a VM nor says why not")
+            if probe.vm_created and probe.guest is None and probe.guest_error is None:
+                raise ValueError("the KVM probe created a VM but has no guest result")
+        return probe
+
+    @classmethod
+    def _load(cls, data: Mapping[str, Any]) -> KvmProbe:
         return cls(
             device=str(data.get("device", KVM_DEVICE)),
             open_error=_load(data.get("open_error")),
@@ -245,7 +262,7 @@ class LiveFacts(NamedTuple):
             device_acl=data.get("device_acl"),
             msr=MsrReading.from_dict(data["msr"]) if data.get("msr") else None,
             disk=DiskUsage.from_dict(data["disk"]) if data.get("disk") else None,
-            cpuid_signature=data.get("cpuid_signature"),
+            cpuid_signature=_optional_str(data.get("cpuid_signature")),
             captured_at=captured_at,
         )
 
@@ -450,6 +467,12 @@ def _dump(failure: Optional[Failure]) -> Optional[dict]:
 
 def _load(data: Any) -> Optional[Failure]:
     return Failure.from_dict(data) if data else None
+
+
+def _optional_str(value: Any) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected text or null, got {type(value).__name__}")
+    return value
 
 
 def _optional_int(value: Any) -> Optional[int]:

@@ -34,7 +34,7 @@ def parse(text: str) -> MemoryInfo:
     for line in text.splitlines():
         key, _, rest = line.partition(":")
         fields = rest.split()
-        if fields and fields[0].isdigit():
+        if fields and fields[0].isdecimal():
             unit = fields[1].lower() if len(fields) > 1 else ""
             values[key.strip()] = int(fields[0]) * (1024 if unit == "kb" else 1)
     if "MemTotal" not in values:
