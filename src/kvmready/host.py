@@ -10,8 +10,6 @@ analysis.  Every failure is a `ReadError` carrying the path and a reason,
 which facts turn into "unknown" with that reason.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
@@ -58,7 +56,7 @@ class Node(NamedTuple):
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Node:
+    def from_dict(cls, data: Mapping) -> "Node":
         major = minor = None
         if data.get("device"):
             major_text, _, minor_text = str(data["device"]).partition(":")

@@ -4,8 +4,6 @@ Frozen dataclasses and str enums, so results compare, sort and serialise
 deterministically.
 """
 
-from __future__ import annotations
-
 import enum
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional, Tuple

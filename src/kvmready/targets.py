@@ -4,8 +4,6 @@ A target changes severities and thresholds, never the probes.  Every number
 a check compares against lives in `THRESHOLDS`, with where it comes from.
 """
 
-from __future__ import annotations
-
 from typing import Dict, Mapping, NamedTuple, Tuple
 
 from kvmready.model import Severity, Target

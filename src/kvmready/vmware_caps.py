@@ -12,8 +12,6 @@ probe queries it on kernels from that release on, and vmware.backdoor
 prefers it to the system-wide parameter.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional, Tuple
 
 Version = Tuple[int, int, int]

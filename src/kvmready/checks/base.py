@@ -1,7 +1,5 @@
 """What every check module shares: the spec, outcome shorthands, byte formats."""
 
-from __future__ import annotations
-
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 from kvmready.model import Outcome, Status

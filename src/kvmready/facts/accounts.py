@@ -1,7 +1,5 @@
 """Groups from /etc/group: who is in the group that owns /dev/kvm."""
 
-from __future__ import annotations
-
 from types import MappingProxyType
 from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 

@@ -4,8 +4,6 @@ Every processor block is read, not only the first: firmware can leave VT-x
 off on some CPUs, and the kernel then hides `vmx` on those alone.
 """
 
-from __future__ import annotations
-
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError

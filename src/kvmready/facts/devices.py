@@ -4,8 +4,6 @@ A captured tree usually has no /dev (devtmpfs is not part of a disk image),
 so "the tree has no /dev" is recorded apart from "this node is missing".
 """
 
-from __future__ import annotations
-
 from types import MappingProxyType
 from typing import Mapping, NamedTuple, Optional, Tuple
 

@@ -4,8 +4,6 @@ Both decide whether out-of-tree modules (VMware's vmmon/vmnet, VirtualBox's
 vboxdrv) load without being signed with an enrolled key.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional
 
 from kvmready.host import Host, ReadError

@@ -7,8 +7,6 @@ detect-virt: DMI vendors, Xen interfaces, s390 sysinfo, device tree,
 clocksource, hypervisor-only PCI devices, then the bare `hypervisor` flag.
 """
 
-from __future__ import annotations
-
 from typing import List, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError

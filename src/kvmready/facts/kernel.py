@@ -4,8 +4,6 @@ Kernel releases are parsed with a regex first (`packaging` rejects
 `6.8.0-45-generic`); only the numeric prefix is compared.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Dict, NamedTuple, Optional, Tuple
 

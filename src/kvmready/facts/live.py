@@ -6,8 +6,6 @@ turns them into `LiveFacts`, plain data that a snapshot can store and a
 later analysis can replay (then marked with the capture time).
 """
 
-from __future__ import annotations
-
 import errno as errno_module
 import os
 import time
@@ -39,11 +37,11 @@ class Failure(NamedTuple):
         return {"operation": self.operation, "errno": self.errno, "errno_name": self.errno_name, "message": self.message}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Failure:
+    def from_dict(cls, data: Mapping[str, Any]) -> "Failure":
         return cls(str(data["operation"]), int(data["errno"]), str(data.get("message", "")))
 
     @classmethod
-    def from_error(cls, operation: str, error: BaseException) -> Failure:
+    def from_error(cls, operation: str, error: BaseException) -> "Failure":
         number = getattr(error, "errno", None) or 0
         message = getattr(error, "strerror", None) or str(error)
         return cls(getattr(error, "operation", operation), int(number), str(message))
@@ -73,14 +71,14 @@ class GuestResult(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GuestResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> "GuestResult":
         result = cls._load(data)
         if result.ok and not (isinstance(result.byte, int) and 0 <= result.byte <= 0xFF and isinstance(result.port, int) and 0 <= result.port <= 0xFFFF):
             raise ValueError("a guest that ran ok needs the byte (0-255) and port (0-65535) it wrote")
         return result
 
     @classmethod
-    def _load(cls, data: Mapping[str, Any]) -> GuestResult:
+    def _load(cls, data: Mapping[str, Any]) -> "GuestResult":
         return cls(
             ok=bool(data["ok"]),
             exits=tuple(str(name) for name in data.get("exits", ())),
@@ -131,7 +129,7 @@ class KvmProbe(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> KvmProbe:
+    def from_dict(cls, data: Mapping[str, Any]) -> "KvmProbe":
         probe = cls._load(data)
         if probe.open_error is None and probe.api_error is None and probe.api_version == 12:
             if not probe.vm_created and probe.create_vm_error is None:
@@ -141,7 +139,7 @@ class KvmProbe(NamedTuple):
         return probe
 
     @classmethod
-    def _load(cls, data: Mapping[str, Any]) -> KvmProbe:
+    def _load(cls, data: Mapping[str, Any]) -> "KvmProbe":
         return cls(
             device=str(data.get("device", KVM_DEVICE)),
             open_error=_load(data.get("open_error")),
@@ -170,7 +168,7 @@ class Credentials(NamedTuple):
         return {"uid": self.uid, "euid": self.euid, "gid": self.gid, "groups": list(self.groups), "username": self.username}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Credentials:
+    def from_dict(cls, data: Mapping[str, Any]) -> "Credentials":
         return cls(
             uid=int(data["uid"]),
             euid=int(data.get("euid", data["uid"])),
@@ -197,7 +195,7 @@ class MsrReading(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MsrReading:
+    def from_dict(cls, data: Mapping[str, Any]) -> "MsrReading":
         value = data.get("value")
         return cls(
             register=int(str(data["register"]), 16),
@@ -225,7 +223,7 @@ class DiskUsage(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DiskUsage:
+    def from_dict(cls, data: Mapping[str, Any]) -> "DiskUsage":
         return cls(
             path=str(data["path"]),
             total_bytes=_optional_int(data.get("total_bytes")),
@@ -255,7 +253,7 @@ class LiveFacts(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], captured_at: Optional[str] = None) -> LiveFacts:
+    def from_dict(cls, data: Mapping[str, Any], captured_at: Optional[str] = None) -> "LiveFacts":
         return cls(
             kvm=KvmProbe.from_dict(data["kvm"]),
             credentials=Credentials.from_dict(data["credentials"]),

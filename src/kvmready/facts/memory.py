@@ -1,7 +1,5 @@
 """Memory from /proc/meminfo (of the host's own tree, never the analysing machine)."""
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional
 
 from kvmready.host import Host, ReadError

@@ -6,8 +6,6 @@ module and for built-in code that has parameters; only loadable modules have
 an `initstate` file there.
 """
 
-from __future__ import annotations
-
 from types import MappingProxyType
 from typing import Dict, Mapping, NamedTuple, Optional
 

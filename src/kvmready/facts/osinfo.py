@@ -6,8 +6,6 @@ cannot read a snapshot.  The format is the one os-release(5) defines: shell
 style `KEY=value` assignments with optional quotes.
 """
 
-from __future__ import annotations
-
 import shlex
 from typing import Dict, NamedTuple, Optional, Tuple
 
