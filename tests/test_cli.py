@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import check_of, run_cli
+from helpers import check_of, fixture_root, run_cli
 
 from kvmready import __version__
 from kvmready.checks import REGISTRY
@@ -474,3 +474,24 @@ def test_no_arguments_shows_help_without_running_checks():
     result = run_cli([])
     assert result.exit_code in (0, 2)  # click's no_args_is_help exits 2 from click 8.2 on
     assert "check" in result.stdout + result.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line_and_no_traceback():
+    """SIGINT in the middle of a run (here: while the checks run) ends it with exit 130."""
+    src = Path(__file__).resolve().parent.parent / "src"
+    program = (
+        "import os, signal, kvmready.runner as runner\n"
+        "def interrupted(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "runner.run = interrupted\n"
+        "import sys; sys.argv = ['kvmready', 'check', '--root', sys.argv[1]]\n"
+        "from kvmready._entry import main; main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(fixture_root("firecracker-pvm-host"))],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(src)},
+    )
+    assert result.returncode == 130
+    assert result.stderr == "kvmready: interrupted\n"
+    assert result.stdout == ""

@@ -223,12 +223,3 @@ def schema() -> None:
 from kvmready import cli_integrations  # noqa: E402  (fleet and Ansible commands)
 
 cli_integrations.register(app)
-
-
-def main() -> None:
-    """Console-script entry point: exit 130 on Ctrl-C, without a traceback."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("kvmready: interrupted\n")
-        sys.exit(int(ExitCode.INTERRUPTED))
