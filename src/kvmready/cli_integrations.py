@@ -129,6 +129,7 @@ def error_report(message: str, target: str, generated_at: Optional[str] = None) 
     import socket
 
     from kvmready import __version__
+    from kvmready.summary import empty_host
 
     if generated_at is None:
         generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -145,18 +146,7 @@ def error_report(message: str, target: str, generated_at: Optional[str] = None) 
         "exit_code": 0,
         "strict": False,
         "reasons": [],
-        "host": {
-            "hostname": hostname,
-            "arch": None,
-            "live": True,
-            "source": "live",
-            "kernel": {"release": None, "version": None},
-            "os": {"id": None, "version": None, "name": None},
-            "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
-            "hypervisor": None,
-            "kvm": {"module": None, "device": None, "api_version": None},
-            "memory_bytes": None,
-        },
+        "host": empty_host(hostname),
         "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0, "error": 0},
         "checks": [],
         "error": message,

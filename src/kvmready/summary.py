@@ -18,16 +18,33 @@ def _safe(compute: Callable[[], Any]) -> Any:
         return None
 
 
+def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = "live") -> dict:
+    """The host section when nothing could be read: every fact unknown."""
+    return {
+        "hostname": hostname,
+        "arch": None,
+        "live": live,
+        "source": source,
+        "kernel": {"release": None, "version": None},
+        "os": {"id": None, "version": None, "name": None},
+        "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
+        "hypervisor": None,
+        "kvm": {"module": None, "device": None, "api_version": None},
+        "memory_bytes": None,
+    }
+
+
 def host_summary(facts: Facts) -> dict:
     live = _safe(lambda: facts.live)
+    unknown = empty_host()
     summary = {
         "hostname": _safe(lambda: facts.hostname),
         "arch": _safe(lambda: facts.arch.name),
         "live": facts.is_live,
         "source": _source(facts),
-        "kernel": _safe(lambda: _kernel(facts)) or {"release": None, "version": None},
-        "os": _safe(lambda: facts.os.to_dict()) or {"id": None, "version": None, "name": None},
-        "cpu": _safe(lambda: _cpu(facts)) or {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
+        "kernel": _safe(lambda: _kernel(facts)) or unknown["kernel"],
+        "os": _safe(lambda: facts.os.to_dict()) or unknown["os"],
+        "cpu": _safe(lambda: _cpu(facts)) or unknown["cpu"],
         "hypervisor": _safe(lambda: facts.hypervisor.name),
         "kvm": {
             "module": _safe(lambda: facts.kvm_module),
