@@ -132,17 +132,17 @@ def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = N
 def check(
     target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="Report format."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the report to FILE (atomically) instead of stdout."),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these checks: ids, categories (kvm) or globs (kvm.*); repeat or separate with commas."),
-    skip: Optional[List[str]] = typer.Option(None, "--skip", help="Leave out these checks (same forms as --only)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the report to FILE (atomically) instead of stdout."),
+    only: Optional[List[str]] = typer.Option(None, "--only", metavar="ID", help="Run only these checks: ids, categories (kvm) or globs (kvm.*); repeat or separate with commas."),
+    skip: Optional[List[str]] = typer.Option(None, "--skip", metavar="ID", help="Leave out these checks (same forms as --only)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Always exit 0 (report only)."),
     color: Color = typer.Option(Color.AUTO, "--color", help="Colour the table: auto (a terminal without NO_COLOR), always, never."),
-    root: Optional[str] = typer.Option(None, "--root", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Judge the host captured in FILE by `kvmready snapshot`."),
-    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE", help="Judge the host captured in FILE by `kvmready snapshot`."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
     nfd_prefix: Optional[str] = typer.Option(
-        None, "--nfd-prefix", help="Label prefix for --format nfd: a DNS subdomain you own (default kvmready.io)."
+        None, "--nfd-prefix", metavar="DOMAIN", help="Label prefix for --format nfd: a DNS subdomain you own (default kvmready.io)."
     ),
 ) -> None:
     """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
@@ -193,8 +193,8 @@ def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check id, 
 
 @app.command("snapshot")
 def take_snapshot(
-    output: str = typer.Option(..., "--output", "-o", help="The archive to write (.tar.gz), atomically."),
-    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    output: str = typer.Option(..., "--output", "-o", metavar="FILE", help="The archive to write (.tar.gz), atomically."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
 ) -> None:
     """Capture what the checks read on this machine, to judge it elsewhere with `check --snapshot`."""
     from kvmready.outfile import write_atomically

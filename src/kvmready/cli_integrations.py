@@ -50,7 +50,7 @@ def fleet_summarize(
     top: Optional[int] = typer.Option(
         None, "--top", min=0, help="How many failing checks to list (default: 10 in the table, all in JSON; 0: all)."
     ),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the summary to FILE (atomically) instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the summary to FILE (atomically) instead of stdout."),
 ) -> None:
     """Summarize many reports: hosts per verdict, the most common failing checks, the hosts that are not ready.
 
@@ -84,7 +84,7 @@ def fleet_schema() -> None:
 
 def ansible_fact(
     target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
-    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", help="Where VMs will live (free-space check)."),
+    vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
     print_script: bool = typer.Option(
         False, "--print-script", help="Print the fact script for /etc/ansible/facts.d/kvmready.fact instead of the report."
     ),
