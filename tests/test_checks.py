@@ -897,11 +897,13 @@ def test_network_device_present_passes(check_id, path, module):
     assert path in result.summary
 
 
-@pytest.mark.parametrize("check_id, path, module, knob", [("devices.tun", "/dev/net/tun", "tun", "tun"),
-                                                          ("devices.vhost-net", "/dev/vhost-net", "vhost_net", "vhost_net")])
-def test_network_device_missing_fails_with_modprobe(check_id, path, module, knob):
+@pytest.mark.parametrize("check_id, path, module, knob, status", [
+    ("devices.tun", "/dev/net/tun", "tun", "tun", Status.FAIL),  # no bridged/NAT networking at all
+    ("devices.vhost-net", "/dev/vhost-net", "vhost_net", "vhost_net", Status.WARN),  # only slower networking
+])
+def test_network_device_missing_says_modprobe(check_id, path, module, knob, status):
     result = run_check(check_id, intel_desktop(**{knob: False}))
-    assert result.status is Status.FAIL
+    assert result.status is status
     assert f"{path} does not exist" in result.summary
     assert f"sudo modprobe {module}" in result.remediation
     assert f"--device {path}" in result.remediation
@@ -948,9 +950,9 @@ def test_render_node_without_driver_warns():
     assert "driver unknown" in result.summary
 
 
-def test_render_node_none_fails():
+def test_render_node_none_warns():
     result = run_check("devices.render-node", intel_desktop(render=None))
-    assert result.status is Status.FAIL
+    assert result.status is Status.WARN
     assert "no GPU render node" in result.summary
     assert "render` group" in result.remediation
 

@@ -12,7 +12,8 @@ VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo",
 SOFTWARE_GPU_DRIVERS = ("vgem", "vkms", "simpledrm")
 
 
-def _device_check(facts, path: str, module: str, purpose: str) -> Outcome:
+def _device_check(facts, path: str, module: str, purpose: str, optional: bool = False) -> Outcome:
+    """`optional`: guests work without it, only slower, so its absence is a warning."""
     node = facts.devices.get(path)
     evidence = node.evidence()
     if node.error:
@@ -22,7 +23,8 @@ def _device_check(facts, path: str, module: str, purpose: str) -> Outcome:
             return skipped("not captured: the tree has no /dev", evidence)
         loaded = facts.modules.has(module)
         evidence["module_loaded"] = loaded
-        return failed(
+        missing = warned if optional else failed
+        return missing(
             f"{path} does not exist: {purpose} unavailable",
             f"`sudo modprobe {module}` (and `echo {module} | sudo tee /etc/modules-load.d/{module}.conf` to keep it); "
             f"in a container, pass `--device {path}`.",
@@ -38,7 +40,7 @@ def check_tun(facts, policy) -> Outcome:
 
 
 def check_vhost_net(facts, policy) -> Outcome:
-    return _device_check(facts, VHOST_NET, "vhost_net", "in-kernel virtio-net acceleration")
+    return _device_check(facts, VHOST_NET, "vhost_net", "in-kernel virtio-net acceleration", optional=True)
 
 
 def check_render_node(facts, policy) -> Outcome:
@@ -49,7 +51,7 @@ def check_render_node(facts, policy) -> Outcome:
         if devices.render_error and facts.dev_uncaptured:
             return skipped("not captured: the tree has neither /dev/dri nor /sys/class/drm", evidence)
         evidence["error"] = devices.render_error
-        return failed(
+        return warned(
             "no GPU render node (/dev/dri/renderD*): guests get no 3D acceleration",
             "Install the GPU's kernel driver (NVIDIA's proprietary driver, amdgpu or i915 come with most distributions) "
             "and check `ls -l /dev/dri`; add yourself to the `render` group if the node is not accessible.",
