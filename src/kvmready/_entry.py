@@ -16,8 +16,6 @@ import gc
 import signal
 import sys
 
-INTERRUPTED = 130
-
 
 class Interrupted(BaseException):
     """Ctrl-C, on its way to exit 130."""
@@ -35,7 +33,9 @@ def main() -> None:
 
         app()
     except Interrupted:
+        from kvmready.model import ExitCode
+
         sys.stderr.write("kvmready: interrupted\n")
-        sys.exit(INTERRUPTED)
+        sys.exit(int(ExitCode.INTERRUPTED))
     finally:
         gc.freeze()
