@@ -6,16 +6,9 @@ here, while the checks that need it report the error.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Optional
 
-from kvmready.facts import Facts
-
-
-def _safe(compute: Callable[[], Any]) -> Any:
-    try:
-        return compute()
-    except Exception:
-        return None
+from kvmready.facts import Facts, safe
 
 
 def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = "live") -> dict:
@@ -35,23 +28,23 @@ def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = 
 
 
 def host_summary(facts: Facts) -> dict:
-    live = _safe(lambda: facts.live)
+    live = safe(lambda: facts.live)
     unknown = empty_host()
     summary = {
-        "hostname": _safe(lambda: facts.hostname),
-        "arch": _safe(lambda: facts.arch.name),
+        "hostname": safe(lambda: facts.hostname),
+        "arch": safe(lambda: facts.arch.name),
         "live": facts.is_live,
         "source": _source(facts),
-        "kernel": _safe(lambda: _kernel(facts)) or unknown["kernel"],
-        "os": _safe(lambda: facts.os.to_dict()) or unknown["os"],
-        "cpu": _safe(lambda: _cpu(facts)) or unknown["cpu"],
-        "hypervisor": _safe(lambda: facts.hypervisor.name),
+        "kernel": safe(lambda: _kernel(facts)) or unknown["kernel"],
+        "os": safe(lambda: facts.os.to_dict()) or unknown["os"],
+        "cpu": safe(lambda: _cpu(facts)) or unknown["cpu"],
+        "hypervisor": safe(lambda: facts.hypervisor.name),
         "kvm": {
-            "module": _safe(lambda: facts.kvm_module),
-            "device": _safe(lambda: _device(facts)),
+            "module": safe(lambda: facts.kvm_module),
+            "device": safe(lambda: _device(facts)),
             "api_version": live.kvm.api_version if live is not None else None,
         },
-        "memory_bytes": _safe(lambda: facts.memory.total_bytes),
+        "memory_bytes": safe(lambda: facts.memory.total_bytes),
     }
     if facts.captured_live is not None:
         summary["captured_at"] = facts.captured_live.captured_at
@@ -74,7 +67,7 @@ def _kernel(facts: Facts) -> dict:
 def _cpu(facts: Facts) -> dict:
     cpu = facts.cpu
     # A Xen PV guest lists vmx it can never use: report what is usable.
-    usable = None if _safe(lambda: facts.hypervisor.paravirtual_xen) else cpu.virtualization
+    usable = None if safe(lambda: facts.hypervisor.paravirtual_xen) else cpu.virtualization
     return {
         "vendor": cpu.vendor,
         "model": cpu.model,

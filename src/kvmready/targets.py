@@ -117,6 +117,3 @@ THRESHOLDS: Dict[Target, Policy] = {
 def policy(target: Target) -> Policy:
     return THRESHOLDS[target]
 
-
-def severity_table() -> Dict[str, Dict[str, str]]:
-    return {check_id: {"workstation": w.value, "kvm": k.value} for check_id, (w, k) in SEVERITIES.items()}

@@ -6,10 +6,10 @@ from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, wa
 from kvmready.facts.devices import TUN, VHOST_NET
 from kvmready.model import Outcome
 
-# Kernel drivers of render nodes: real GPUs, virtual GPUs of an outer hypervisor, software.
+# Kernel drivers of render nodes: real GPUs and virtual GPUs of an outer hypervisor;
+# anything else (vgem, vkms, simpledrm) renders in software.
 HARDWARE_GPU_DRIVERS = ("i915", "xe", "amdgpu", "radeon", "nouveau", "nvidia", "nvidia-drm", "panfrost", "panthor", "msm", "v3d", "etnaviv", "lima", "mgag200", "ast")
 VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo", "bochs-drm", "bochs_drm", "cirrus", "hyperv_drm")
-SOFTWARE_GPU_DRIVERS = ("vgem", "vkms", "simpledrm")
 
 
 def _device_check(facts, path: str, module: str, purpose: str, optional: bool = False) -> Outcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from kvmready.checks.base import CheckSpec, failed, passed, skipped
+from kvmready.facts import safe
 from kvmready.facts.devices import KVM
 from kvmready.model import Outcome
 
@@ -178,7 +179,9 @@ def check_create_vm(facts, policy) -> Outcome:
     error = probe.create_vm_error
     evidence["error"] = error.to_dict()
     if error.errno_name == "EBUSY":
-        drivers = [name for name in HYPERVISOR_DRIVERS if _has_module(facts, name)]
+        # The module list only adds names here; EBUSY is the proof either way.
+        modules = safe(lambda: facts.modules)
+        drivers = [name for name in HYPERVISOR_DRIVERS if modules is not None and modules.has(name)]
         evidence["other_hypervisor_modules"] = drivers
         named = f" ({', '.join(drivers)} loaded)" if drivers else ""
         return failed(
@@ -195,13 +198,6 @@ def check_create_vm(facts, policy) -> Outcome:
         "EINVAL": "The kernel rejected the default VM type: the KVM module may be half-initialised; reload it.",
     }
     return failed(f"KVM_CREATE_VM failed: {error.message} ({error.errno_name})", fixes.get(error.errno_name), evidence)
-
-
-def _has_module(facts, name: str) -> bool:
-    try:
-        return facts.modules.has(name)
-    except Exception:
-        return False
 
 
 def check_guest(facts, policy) -> Outcome:

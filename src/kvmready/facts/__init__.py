@@ -28,6 +28,14 @@ HOSTNAME = "/proc/sys/kernel/hostname"
 KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_pr")
 
 
+def safe(compute: Callable[[], Any]) -> Any:
+    """The value, or None when computing it raised: for facts that only add detail."""
+    try:
+        return compute()
+    except Exception:
+        return None
+
+
 class Facts:
     def __init__(
         self,
@@ -67,7 +75,7 @@ class Facts:
     @property
     def arch(self) -> kernel.ArchInfo:
         def compute() -> kernel.ArchInfo:
-            return kernel.detect_arch(self.host, self._safe(lambda: self.cpu.arch_hint), self._safe(lambda: self.kernel.release))
+            return kernel.detect_arch(self.host, safe(lambda: self.cpu.arch_hint), safe(lambda: self.kernel.release))
 
         return self._get("arch", compute)
 
@@ -92,7 +100,7 @@ class Facts:
 
     @property
     def hypervisor(self) -> hypervisor.HypervisorInfo:
-        flag = self._safe(lambda: "hypervisor" in self.cpu.flags) or False
+        flag = safe(lambda: "hypervisor" in self.cpu.flags) or False
         return self._get("hypervisor", lambda: hypervisor.collect(self.host, flag, self.cpuid_signature))
 
     @property
@@ -148,8 +156,8 @@ class Facts:
             from kvmready.facts import live
             from kvmready.vmware_caps import capabilities_for
 
-            vendor = self._safe(lambda: self.cpu.vendor)
-            vmware = capabilities_for(self._safe(lambda: self.kernel.version))
+            vendor = safe(lambda: self.cpu.vendor)
+            vmware = capabilities_for(safe(lambda: self.kernel.version))
             extra = tuple((cap.name, cap.number) for cap in vmware)
             return live.probe(self.live_system, vendor=vendor, vm_dir=self.vm_dir, extra_capabilities=extra)
 
@@ -163,10 +171,3 @@ class Facts:
     @property
     def offline_reason(self) -> str:
         return self._offline_reason or "live probes run only on the machine itself, not on a --root tree"
-
-    @staticmethod
-    def _safe(compute: Callable[[], Any]) -> Any:
-        try:
-            return compute()
-        except Exception:
-            return None

@@ -42,8 +42,6 @@ MAX_FILE_BYTES = 65536  # nfd-worker's MaxFeatureFileSize: larger files are skip
 MAX_NAME = 63
 MAX_VALUE = 63
 
-NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 PREFIX_RE = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 # NFD's own namespaces are the only kubernetes.io ones it accepts.
