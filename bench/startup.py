@@ -126,9 +126,9 @@ def phases_main(runs: int, warmup: int) -> int:
         report = build_report(facts, Target.WORKSTATION, results)
         t3 = time.perf_counter()
         extra_facts.update(set(getattr(facts, "_memo", {})) - before)
-        OutputFormat.JSON.render(report, width=80, color=False)
+        OutputFormat.JSON.renderer(width=80, color=False).render(report)
         t4 = time.perf_counter()
-        OutputFormat.TABLE.render(report, width=80, color=False)
+        OutputFormat.TABLE.renderer(width=80, color=False).render(report)
         t5 = time.perf_counter()
         return {
             "facts": (t1 - t0) * 1000,
@@ -172,7 +172,7 @@ def phases_main(runs: int, warmup: int) -> int:
     capture_samples: List[float] = []
     archive_bytes = None
     try:
-        from kvmready.snapshot import capture
+        from kvmready.orchestration import capture_snapshot as capture
     except ImportError as error:
         out["capture_note"] = f"unavailable: {error}"
     else:

@@ -86,7 +86,7 @@ def _raise(default_operation: str, spec: ErrorSpec) -> None:
 class _CapabilityAnswers:
     """KVM_CHECK_EXTENSION as the kernel answers it: 0 for anything it does not know."""
 
-    def __init__(self, backend: "FakeKvmBackend", scope: str) -> None:
+    def __init__(self, backend: FakeKvmBackend, scope: str) -> None:
         self._backend = backend
         self._scope = scope
 
@@ -104,7 +104,7 @@ class _CapabilityAnswers:
 
 
 class FakeVm:
-    def __init__(self, backend: "FakeKvmBackend") -> None:
+    def __init__(self, backend: FakeKvmBackend) -> None:
         self._backend = backend
         self._answers = _CapabilityAnswers(backend, "vm")
         self.closed = False
@@ -131,7 +131,7 @@ class FakeVm:
         self.closed = True
         self._backend.calls.append(("vm", "close"))
 
-    def __enter__(self) -> "FakeVm":
+    def __enter__(self) -> FakeVm:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -139,7 +139,7 @@ class FakeVm:
 
 
 class FakeHandle:
-    def __init__(self, backend: "FakeKvmBackend", path: str) -> None:
+    def __init__(self, backend: FakeKvmBackend, path: str) -> None:
         self._backend = backend
         self.path = path
         self._answers = _CapabilityAnswers(backend, "system")
@@ -179,7 +179,7 @@ class FakeHandle:
         self.closed = True
         self._backend.calls.append(("system", "close"))
 
-    def __enter__(self) -> "FakeHandle":
+    def __enter__(self) -> FakeHandle:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -289,7 +289,7 @@ class FakeLiveSystem:
         self.calls: List[tuple] = []
 
     @classmethod
-    def root(cls, kvm: Optional[FakeKvmBackend] = None, **kwargs: Any) -> "FakeLiveSystem":
+    def root(cls, kvm: Optional[FakeKvmBackend] = None, **kwargs: Any) -> FakeLiveSystem:
         kwargs.setdefault("username", "root")
         return cls(kvm, uid=0, gid=0, groups=(0,), **kwargs)
 

@@ -5,8 +5,8 @@
     report = report_for_root(fixture_root("firecracker-pvm-host"), "kvm")
 
 `run_cli` drives `kvmready.cli.app` with typer's CliRunner (stdout and stderr
-kept apart) and, when `facts_factory` is given, replaces the CLI's
-`build_facts` seam for the duration of the call.  `report_for_root` builds
+kept apart) and, when `facts_factory` is given, replaces the
+`kvmready.orchestration.build_facts` seam for the duration of the call.  `report_for_root` builds
 the facts of a directory tree, runs every check and returns the report as a
 dict with a fixed `generated_at`.  `normalise` makes any report dict stable
 enough for golden files.
@@ -65,7 +65,7 @@ def run_cli(
 
     `env` is laid over DEFAULT_ENV (a value of None removes the variable for the run).
     """
-    from kvmready import cli
+    from kvmready import cli, orchestration
 
     merged: Dict[str, Optional[str]] = dict(DEFAULT_ENV)
     merged.update(env or {})
@@ -77,7 +77,7 @@ def run_cli(
     def build_facts(**_kwargs: Any) -> Any:
         return facts_factory()
 
-    with mock.patch.object(cli, "build_facts", build_facts):
+    with mock.patch.object(orchestration, "build_facts", build_facts):
         return runner.invoke(cli.app, argv, env=merged, catch_exceptions=False)
 
 

@@ -373,7 +373,7 @@ class _Terminal:
 
 
 def test_auto_colour_follows_no_color_and_term(monkeypatch):
-    from kvmready.cli import Color, use_color
+    from kvmready.cli_common import Color, use_color
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm-256color")

@@ -144,12 +144,12 @@ def evaluate(host: Host) -> Dict[str, dict]:
                 problems.append(f"{result.id}: error without a message")
         if report.exit_code not in (0, 1, 3):
             problems.append(f"exit code {report.exit_code}")
-        text = OutputFormat.JSON.render(report)
+        text = OutputFormat.JSON.renderer().render(report)
         if text not in _RENDERED:
             _VALIDATOR.validate(json.loads(text))
-            for line in OutputFormat.JSONL.render(report).splitlines():
+            for line in OutputFormat.JSONL.renderer().render(report).splitlines():
                 json.loads(line)
-            table = OutputFormat.TABLE.render(report, width=100, color=False)
+            table = OutputFormat.TABLE.renderer(width=100, color=False).render(report)
             assert table.strip(), "empty table"
             text.encode("utf-8")
             table.encode("utf-8")

@@ -27,6 +27,7 @@ from kvmready.facts import Facts
 from kvmready.host import DirectoryHost
 from kvmready.model import Report
 from kvmready.render import OutputFormat
+from kvmready.render.fleet import FleetTableRenderer
 from kvmready.schema import schema as report_schema
 
 FLEET_SCHEMA = Path(__file__).resolve().parents[1] / "src" / "kvmready" / "schemas" / "fleet-v1.json"
@@ -44,7 +45,7 @@ def assert_valid_fleet(document: dict) -> None:
 
 
 def report_json(report: Report, hostname=...) -> dict:
-    data = json.loads(OutputFormat.JSON.render(report))
+    data = json.loads(OutputFormat.JSON.renderer().render(report))
     if hostname is not ...:
         data["host"]["hostname"] = hostname
     return data
@@ -174,8 +175,8 @@ def test_json_lines_of_reports_and_kvmready_jsonl(tmp_path: Path):
     compact = tmp_path / "reports.jsonl"
     compact.write_text("\n".join(json.dumps(report_json(r, hostname=f"h{i}")) for i, r in enumerate((first, second))) + "\n\n")
     own = tmp_path / "own.jsonl"  # `kvmready check --format jsonl` from two hosts, concatenated
-    own.write_text(OutputFormat.JSONL.render(first._replace(host=dict(first.host, hostname="j0")))
-                   + OutputFormat.JSONL.render(second._replace(host=dict(second.host, hostname="j1"))))
+    own.write_text(OutputFormat.JSONL.renderer().render(first._replace(host=dict(first.host, hostname="j0")))
+                   + OutputFormat.JSONL.renderer().render(second._replace(host=dict(second.host, hostname="j1"))))
     summary = summarize_json(compact, own)
     assert summary["inputs"] == {"files": 2, "reports": 4, "malformed": 0}
     assert summary["verdicts"]["not_ready"] == 2 and summary["verdicts"]["ready"] == 2
@@ -277,7 +278,7 @@ def test_surrogates_in_report_strings_do_not_break_the_output():
     text = json.dumps(document, ensure_ascii=False)
     text.encode("utf-8")
     assert_valid_fleet(document)
-    fleet.render_table(fleet.Summary(1, (entry,), ())).encode("utf-8")
+    FleetTableRenderer().render(fleet.Summary(1, (entry,), ())).encode("utf-8")
 
 
 # -- the table and --output --------------------------------------------------------------

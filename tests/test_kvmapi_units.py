@@ -18,9 +18,9 @@ import time
 import pytest
 
 from kvmready import kvmapi
+from kvmready.kvmabi import KVM_API_VERSION, KVM_DEVICE
 from kvmready.kvmapi import (
     CAPABILITIES,
-    EXPECTED_API_VERSION,
     SMOKE_GUEST_CODE,
     Capability,
     GuestRun,
@@ -185,8 +185,8 @@ def test_kvm_run_offsets():
 
 def test_smoke_guest_code_and_constants():
     assert SMOKE_GUEST_CODE == bytes([0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE, 0xF4])
-    assert EXPECTED_API_VERSION == 12
-    assert kvmapi.KVM_DEVICE_PATH == "/dev/kvm"
+    assert KVM_API_VERSION == 12
+    assert KVM_DEVICE == "/dev/kvm"
 
 
 # --- capabilities -------------------------------------------------------------

@@ -27,7 +27,7 @@ from fakes import (
 from treebuilder import KVM_GID, etc_group, intel_desktop, kvm_node, make_facts, pvm_host, run_check
 from typer.testing import CliRunner
 
-from kvmready import cli, kvmapi
+from kvmready import cli, kvmapi, orchestration
 from kvmready.checks.live import UDEV_RULE, UDEV_RULE_FILE
 from kvmready.facts import Facts
 from kvmready.facts import live as live_module
@@ -405,7 +405,7 @@ def invoke(monkeypatch, facts, *args):
         seen.update(kwargs)
         return facts
 
-    monkeypatch.setattr(cli, "build_facts", fake_build_facts)
+    monkeypatch.setattr(orchestration, "build_facts", fake_build_facts)
     result = CliRunner().invoke(cli.app, ["check", "--format", "json", *args])
     assert result.stdout.endswith("}\n"), result.output
     return result.exit_code, json.loads(result.stdout)

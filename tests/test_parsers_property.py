@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from kvmready.facts import Facts, accounts, cpuinfo, devices, firmware, hypervisor, kernel, memory, modules, osinfo
 from kvmready.host import MemoryHost, Node
+from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Status, Target
 from kvmready.render import OutputFormat
 from kvmready.runner import build_report, run
@@ -253,7 +254,7 @@ node_kind = st.sampled_from(["char", "block", "file", "dir", "fifo", "socket", "
 
 @PROPERTY
 @given(
-    st.dictionaries(st.sampled_from([devices.KVM, devices.TUN, devices.VHOST_NET, "/dev/dri/renderD128", "/dev/null"]),
+    st.dictionaries(st.sampled_from([KVM_DEVICE, devices.TUN, devices.VHOST_NET, "/dev/dri/renderD128", "/dev/null"]),
                     st.tuples(node_kind, st.integers(0, 0o7777), st.integers(-1, 2**32), st.integers(0, 4095), st.integers(0, 2**20)), max_size=5),
     st.dictionaries(st.from_regex(r"renderD[0-9]{1,3}|card[0-9]", fullmatch=True), garbage_bytes, max_size=3),
 )
@@ -307,7 +308,7 @@ def test_every_check_survives_a_random_host(files: dict, errors: dict, real_look
         report = build_report(facts, target, results)
         assert report.exit_code in (0, 1, 3)
         for output_format in OutputFormat:
-            output_format.render(report, width=100).encode("utf-8")
+            output_format.renderer(width=100).render(report).encode("utf-8")
 
 
 # -- round trips ---------------------------------------------------------------------------

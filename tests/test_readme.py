@@ -6,8 +6,8 @@ import os
 import re
 from pathlib import Path
 
-from kvmready.catalog import markdown_checks
-from kvmready.checks import REGISTRY
+from kvmready.checks import REGISTRY, catalog
+from kvmready.render.catalog import render_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = re.compile(r"(<!-- checks:start -->\n)(.*?)(<!-- checks:end -->)", re.S)
@@ -17,7 +17,7 @@ def test_readme_check_table_matches_the_registry():
     text = README.read_text(encoding="utf-8")
     match = SECTION.search(text)
     assert match, "README.md lacks the <!-- checks:start/end --> section"
-    expected = markdown_checks()
+    expected = render_markdown(catalog())
     if os.environ.get("KVMREADY_UPDATE_GOLDENS") == "1" and match.group(2) != expected:
         README.write_text(text[: match.start(2)] + expected + text[match.end(2):], encoding="utf-8")
         return

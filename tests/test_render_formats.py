@@ -36,11 +36,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts
 
 from kvmready import runner
-from kvmready.checks import PRIORITY
+from kvmready.checks import CATEGORY_ORDER, PRIORITY
 from kvmready.facts import Facts
 from kvmready.host import DirectoryHost
 from kvmready.model import CheckResult, Report, Severity, Status, Target, Verdict
 from kvmready.render import OutputFormat, junit, nfd
+from kvmready.render.nfd import NfdRenderer
 from kvmready.schema import schema
 
 FORMAT_GOLDENS = GOLDENS / "formats"
@@ -69,6 +70,7 @@ def make_check(check_id: str, severity: Severity, status: Status, **overrides) -
         detail=f"why {check_id} is {status.value}" if status is not Status.PASS else "",
         remediation=f"fix {check_id}" if status in (Status.FAIL, Status.WARN) else None,
         evidence={"status": status.value, "nested": {"list": [1, 2, None], "flag": True}},
+        rank=runner.RANKS.get(check_id, len(runner.RANKS)),
     )
     fields.update(overrides)
     return CheckResult(**fields)
@@ -95,6 +97,7 @@ def make_report(
         reasons=tuple(runner.reasons_of(checks, verdict)),
         generated_at=GENERATED_AT,
         strict=strict,
+        categories=CATEGORY_ORDER,
     )
 
 
@@ -229,7 +232,7 @@ def report(request) -> Report:
 
 @pytest.mark.parametrize("output_format", list(OutputFormat))
 def test_every_format_renders_every_report(output_format: OutputFormat, report: Report):
-    text = output_format.render(report, width=100, color=False)
+    text = output_format.renderer(width=100, color=False).render(report)
     assert isinstance(text, str) and text.strip()
     assert text.endswith("\n") and not text.endswith("\n\n")
 
@@ -245,11 +248,11 @@ def test_the_pipeline_reports_cover_every_verdict():
 
 def test_every_report_json_validates_against_the_shipped_schema(report: Report):
     validator = Draft202012Validator(schema())
-    document = json.loads(OutputFormat.JSON.render(report))
+    document = json.loads(OutputFormat.JSON.renderer().render(report))
     errors = sorted(validator.iter_errors(document), key=str)
     assert not errors, errors[0]
     # jsonl: the report line plus its check lines is the same report.
-    lines = [json.loads(line) for line in OutputFormat.JSONL.render(report).splitlines()]
+    lines = [json.loads(line) for line in OutputFormat.JSONL.renderer().render(report).splitlines()]
     head = dict(lines[-1])
     assert head.pop("type") == "report"
     head["checks"] = [{k: v for k, v in line.items() if k not in ("type", "hostname")} for line in lines[:-1]]
@@ -271,7 +274,7 @@ def expected_classname(report: Report) -> str:
 
 
 def test_junit_structure(report: Report):
-    root = parse_junit(OutputFormat.JUNIT.render(report))
+    root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert len(suites) == 1
@@ -295,7 +298,7 @@ def test_junit_structure(report: Report):
 
 def test_junit_fails_exactly_when_the_exit_code_gates(report: Report):
     """Without --exit-zero: failures or errors in the test report <=> a non-zero exit."""
-    root = parse_junit(OutputFormat.JUNIT.render(report))
+    root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
     red = int(root.get("failures")) + int(root.get("errors"))
     gated = runner.exit_code_of(report.verdict, report.strict) != 0
     assert (red > 0) == gated
@@ -303,7 +306,7 @@ def test_junit_fails_exactly_when_the_exit_code_gates(report: Report):
 
 def test_junit_maps_each_status():
     report = every_report()["mixed"]
-    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase")}
+    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.renderer().render(report)).iter("testcase")}
     for check in report.checks:
         case = cases[check.id]
         children = [child.tag for child in case]
@@ -323,7 +326,7 @@ def test_junit_maps_each_status():
 
 def test_junit_strict_turns_warnings_into_failures():
     report = every_report()["warnings-strict"]
-    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase")}
+    cases = {case.get("name"): case for case in parse_junit(OutputFormat.JUNIT.renderer().render(report)).iter("testcase")}
     for check in report.checks:
         if check.status is Status.PASS:
             assert cases[check.id].find("system-out") is not None
@@ -331,14 +334,14 @@ def test_junit_strict_turns_warnings_into_failures():
             assert cases[check.id].find("error").get("type") == "error"
         else:
             assert cases[check.id].find("failure").get("type") == check.status.value
-    lenient = parse_junit(OutputFormat.JUNIT.render(every_report()["warnings"]))
+    lenient = parse_junit(OutputFormat.JUNIT.renderer().render(every_report()["warnings"]))
     assert lenient.get("failures") == lenient.get("errors") == "0"
 
 
 def test_junit_failure_carries_summary_detail_remediation_and_evidence():
     report = every_report()["not-ready-guest"]
     check = report.check("kvm.guest")
-    case = next(c for c in parse_junit(OutputFormat.JUNIT.render(report)).iter("testcase") if c.get("name") == "kvm.guest")
+    case = next(c for c in parse_junit(OutputFormat.JUNIT.renderer().render(report)).iter("testcase") if c.get("name") == "kvm.guest")
     failure = case.find("failure")
     assert failure.get("message") == check.summary
     assert failure.get("type") == "fail"
@@ -349,17 +352,17 @@ def test_junit_failure_carries_summary_detail_remediation_and_evidence():
 
 def test_junit_classname_keeps_the_host_one_segment():
     report = every_report()["mixed"]
-    root = parse_junit(OutputFormat.JUNIT.render(report))
+    root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
     assert {c.get("classname") for c in root.iter("testcase")} == {"kvmready.web-1_example_com"}
     assert root.find("testsuite").get("hostname") == "web-1.example.com"
-    nameless = parse_junit(OutputFormat.JUNIT.render(every_report()["no-checks"]))
+    nameless = parse_junit(OutputFormat.JUNIT.renderer().render(every_report()["no-checks"]))
     assert nameless.find("testsuite").get("name") == "kvmready.unknown (workstation)"
     assert nameless.get("tests") == "0"
 
 
 def test_junit_strips_what_xml_cannot_carry():
     report = every_report()["hostile"]
-    text = OutputFormat.JUNIT.render(report)
+    text = OutputFormat.JUNIT.renderer().render(report)
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]", text)
     root = parse_junit(text)
     message = next(root.iter("failure")).get("message")
@@ -373,7 +376,7 @@ def test_junit_is_well_formed_for_any_text(summary, detail, evidence, hostname):
     checks = [make_check("kvm.guest", Severity.REQUIRED, Status.FAIL, summary=summary, detail=detail, evidence=evidence),
               make_check("kvm.api", Severity.REQUIRED, Status.SKIP, summary=summary)]
     report = make_report(checks, hostname=hostname or None)
-    root = parse_junit(OutputFormat.JUNIT.render(report))
+    root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
     failure = next(root.iter("failure"))
     # Attribute values survive except for what XML normalises: the stripped characters.
     assert failure.get("message") == junit.xml_text(summary)
@@ -433,7 +436,7 @@ def parse_prometheus(text: str) -> Dict[str, list]:
 
 
 def test_prometheus_follows_the_textfile_rules(report: Report):
-    text = OutputFormat.PROMETHEUS.render(report)
+    text = OutputFormat.PROMETHEUS.renderer().render(report)
     textfile_rules(text)
     samples = parse_prometheus(text)
     assert set(samples) == {
@@ -444,7 +447,7 @@ def test_prometheus_follows_the_textfile_rules(report: Report):
 
 
 def test_prometheus_values(report: Report):
-    samples = parse_prometheus(OutputFormat.PROMETHEUS.render(report))
+    samples = parse_prometheus(OutputFormat.PROMETHEUS.renderer().render(report))
     ready = report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS)
     assert [s.value for s in samples["kvmready_ready"]] == [1.0 if ready else 0.0]
     verdicts = {s.labels["verdict"]: s.value for s in samples["kvmready_verdict"]}
@@ -473,7 +476,7 @@ def prometheus_label(value) -> str:
 
 def test_prometheus_escapes_label_values():
     report = every_report()["hostile"]
-    text = OutputFormat.PROMETHEUS.render(report)
+    text = OutputFormat.PROMETHEUS.renderer().render(report)
     text.encode("utf-8")  # no lone surrogate left
     (info,) = parse_prometheus(text)["kvmready_info"]
     for label in ("kernel", "os_id", "os_version", "hypervisor", "kvm_module"):
@@ -487,7 +490,7 @@ def test_prometheus_any_label_value_round_trips(release, os_name):
     host = sample_host()
     host["kernel"] = {"release": release, "version": None}
     host["os"] = {"id": os_name, "version": None, "name": None}
-    text = OutputFormat.PROMETHEUS.render(make_report(all_pass(), host=host))
+    text = OutputFormat.PROMETHEUS.renderer().render(make_report(all_pass(), host=host))
     textfile_rules(text)
     (info,) = parse_prometheus(text)["kvmready_info"]
     assert info.labels["kernel"] == prometheus_label(release)
@@ -497,7 +500,7 @@ def test_prometheus_any_label_value_round_trips(release, os_name):
 
 def test_prometheus_rules_catch_what_the_parser_lets_through():
     """The structural checks above can fail: the parser alone accepts every one of these."""
-    good = OutputFormat.PROMETHEUS.render(every_report()["ready"])
+    good = OutputFormat.PROMETHEUS.renderer().render(every_report()["ready"])
     lines = good.splitlines()
     assert lines[0].startswith("# HELP kvmready_ready") and lines[2].startswith("kvmready_ready{")
 
@@ -549,7 +552,7 @@ def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
 
 
 def test_nfd_every_line_is_a_valid_label(report: Report):
-    labels = nfd_labels(OutputFormat.NFD.render(report))
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(report))
     assert labels["ready"] == ("true" if report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS) else "false")
     assert labels["verdict"] == report.verdict.value
     assert labels["target"] == report.target.value
@@ -561,30 +564,30 @@ def test_nfd_every_line_is_a_valid_label(report: Report):
 
 
 def test_nfd_kvm_usable_and_nested():
-    labels = nfd_labels(OutputFormat.NFD.render(every_report()["ready"]))
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["ready"]))
     assert labels["kvm-usable"] == "true" and labels["nested"] == "false"
     assert labels["kvm-module"] == "kvm_intel" and labels["virtualization"] == "vt-x"
     assert labels["kernel-version.major"] == "6" and labels["kernel-version.minor"] == "8"
     assert "hypervisor" not in labels
-    labels = nfd_labels(OutputFormat.NFD.render(every_report()["not-ready-guest"]))
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["not-ready-guest"]))
     assert labels["kvm-usable"] == "false" and labels["ready"] == "false" and labels["reason"] == "kvm.guest"
-    labels = nfd_labels(OutputFormat.NFD.render(every_report()["nested-guest"]))
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["nested-guest"]))
     assert labels["nested"] == "true" and labels["hypervisor"] == "kvm"
-    skipped = nfd_labels(OutputFormat.NFD.render(every_report()["all-skipped"]))
+    skipped = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["all-skipped"]))
     assert "kvm-usable" not in skipped and "nested" not in skipped and "kvm-device" not in skipped
 
 
 def test_nfd_pipeline_hosts():
-    guest = nfd_labels(OutputFormat.NFD.render(every_report()["kvm-guest-kvm"]))
+    guest = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["kvm-guest-kvm"]))
     assert guest["nested"] == "true" and guest["kvm-usable"] == "true"
-    desktop = nfd_labels(OutputFormat.NFD.render(every_report()["intel-desktop-workstation"]))
+    desktop = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["intel-desktop-workstation"]))
     assert desktop["ready"] == "true" and desktop["kvm-usable"] == "true" and desktop["kvm-device"] == "true"
-    offline = nfd_labels(OutputFormat.NFD.render(every_report()["lscpu-x86_64-epyc_7451-kvm"]))
+    offline = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["lscpu-x86_64-epyc_7451-kvm"]))
     assert "kvm-usable" not in offline  # skipped offline: no claim either way
 
 
 def test_nfd_sanitises_hostile_values():
-    labels = nfd_labels(OutputFormat.NFD.render(every_report()["hostile"]))
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["hostile"]))
     assert nfd.label_part(HOSTILE) == "q-uote-back-line-nul-ESC-tab-n-x-s"
     for name in ("hypervisor", "kvm-module"):
         assert labels[name] == "q-uote-back-line-nul-ESC-tab-n-x-s"
@@ -615,17 +618,17 @@ def test_nfd_prefix():
     for bad in ("kubernetes.io", "node.kubernetes.io", "k8s.io", "x.k8s.io", "Upper.io", "-a.io", "a_b.io", "", "a" * 254):
         assert nfd.prefix_problem(bad), bad
     report = every_report()["ready"]
-    assert nfd_labels(nfd.render(report, prefix="example.com"), prefix="example.com")["ready"] == "true"
-    assert OutputFormat.NFD.render(report, nfd_prefix="example.com").startswith("#")
+    assert nfd_labels(NfdRenderer(prefix="example.com").render(report), prefix="example.com")["ready"] == "true"
+    assert OutputFormat.NFD.renderer(nfd_prefix="example.com").render(report).startswith("#")
     with pytest.raises(ValueError):
-        nfd.render(report, prefix="kubernetes.io")
+        NfdRenderer(prefix="kubernetes.io")
 
 
 def test_nfd_stays_under_64_kib():
     ids = [f"demo.check-{index:05d}-{'x' * 40}" for index in range(3000)]
     checks = tuple(make_check(i, Severity.INFO, Status.PASS) for i in ids)
     report = make_report([], hostname="big")._replace(checks=checks)
-    text = nfd.render(report)
+    text = NfdRenderer().render(report)
     assert len(text.encode("utf-8")) < nfd.MAX_FILE_BYTES
     labels = nfd_labels(text)
     assert labels["ready"] == "true" and len(labels) > 100
@@ -641,7 +644,7 @@ SUFFIX = {OutputFormat.JUNIT: "junit.xml", OutputFormat.PROMETHEUS: "prom", Outp
 @pytest.mark.parametrize("output_format", list(SUFFIX))
 def test_golden_files(name: str, output_format: OutputFormat):
     """Reviewable examples; KVMREADY_UPDATE_GOLDENS=1 rewrites them."""
-    text = output_format.render(every_report()[name])
+    text = output_format.renderer().render(every_report()[name])
     path = FORMAT_GOLDENS / f"{name}.{SUFFIX[output_format]}"
     if UPDATE_GOLDENS:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from jsonschema import Draft202012Validator
 from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
 from typer.testing import CliRunner
 
-from kvmready import cli
+from kvmready import cli, orchestration
 from kvmready.facts import Facts
 from kvmready.model import Target
 from kvmready.render import OutputFormat
@@ -163,7 +163,7 @@ def normalise(data: dict) -> dict:
 def report_json(name: str, target: str) -> dict:
     facts = facts_of(name)
     report = build_report(facts, Target(target), run(facts, Target(target)), now=NOW)
-    return normalise(json.loads(OutputFormat.JSON.render(report)))
+    return normalise(json.loads(OutputFormat.JSON.renderer().render(report)))
 
 
 def golden_text(data: dict) -> str:
@@ -219,7 +219,7 @@ def test_the_report_schema_itself_is_valid():
 
 @pytest.mark.parametrize("name, target", CASES, ids=IDS)
 def test_cli_prints_the_golden_report_and_exits_with_its_code(monkeypatch, name, target):
-    monkeypatch.setattr(cli, "build_facts", lambda **kwargs: facts_of(name))
+    monkeypatch.setattr(orchestration, "build_facts", lambda **kwargs: facts_of(name))
     result = CliRunner().invoke(cli.app, ["check", "--format", "json", "--target", target])
     assert result.stdout.endswith("}\n") and not result.stdout.endswith("\n\n")
     data = normalise(json.loads(result.stdout))

@@ -21,20 +21,22 @@ from typing import List
 
 import pytest
 
-from kvmready import snapshot
+from kvmready import orchestration
 from kvmready.checks import REGISTRY
 from kvmready.facts import Facts
 from kvmready.host import DirectoryHost, MemoryHost, ReadError
 from kvmready.model import Status, Target
+from kvmready.orchestration import InputError, open_snapshot, unreadable
+from kvmready.orchestration import capture_snapshot as capture
 from kvmready.runner import build_report, run
-from kvmready.snapshot import RecordingHost, SnapshotError, capture, is_private, open_snapshot, read_archive, unreadable
+from kvmready.snapshot import RecordingHost, is_private, read_archive
 from tests import treebuilder
 from tests.fakes import FakeKvmBackend, FakeLiveSystem
 from tests.helpers import FIXED_NOW, FIXTURES, real_host_names
 
 HOST_KEYS_THAT_DIFFER = {"source", "live", "captured_at"}
 FACTS = ("cpu", "kernel", "arch", "modules", "devices", "memory", "os", "hypervisor", "firmware", "groups", "hostname", "kvm_module")
-LIVE_IDS = sorted(spec.id for spec in REGISTRY.values() if spec.live)
+LIVE_IDS = sorted(row.spec.id for row in REGISTRY.values() if row.spec.live)
 
 
 def _write(tmp_path: Path, archive: bytes, name: str = "host.tar.gz") -> str:
@@ -149,7 +151,7 @@ def test_a_ready_desktop_stays_ready_through_a_snapshot(tmp_path) -> None:
 
 
 def test_replayed_live_checks_carry_captured_at_and_never_probe(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(snapshot, "_now", lambda: "2031-02-03T04:05:06Z")
+    monkeypatch.setattr(orchestration, "utc_timestamp", lambda: "2031-02-03T04:05:06Z")
     fake = FakeLiveSystem()
     archive, manifest = capture(str(tmp_path / "vms"), live_system=fake, root_host=treebuilder.intel_desktop().host())
     calls_at_capture = list(fake.calls)
@@ -358,7 +360,7 @@ def test_snapshot_host_answers_not_captured_outside_the_recording(tmp_path) -> N
 
 def _fixed_clock(monkeypatch, wall: float = 1_800_000_000.0) -> None:
     """Same captured_at, the same KVM timings and the same wall clock: the same observation."""
-    monkeypatch.setattr(snapshot, "_now", lambda: "2030-01-02T03:04:05Z")
+    monkeypatch.setattr(orchestration, "utc_timestamp", lambda: "2030-01-02T03:04:05Z")
     import kvmready.facts.live as live_module
 
     monkeypatch.setattr(live_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: 1_000_000))
@@ -383,7 +385,7 @@ def test_archive_does_not_depend_on_the_wall_clock(tmp_path, monkeypatch) -> Non
 
 
 def test_archive_layout(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(snapshot, "_now", lambda: "2030-01-02T03:04:05Z")
+    monkeypatch.setattr(orchestration, "utc_timestamp", lambda: "2030-01-02T03:04:05Z")
     archive, manifest = capture(str(tmp_path / "vms"), live_system=FakeLiveSystem(), root_host=treebuilder.pvm_host().host())
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         members = tar.getmembers()
@@ -402,9 +404,9 @@ def test_archive_layout(tmp_path, monkeypatch) -> None:
 
 
 def test_open_snapshot_reports_snapshot_errors_not_tracebacks(tmp_path) -> None:
-    with pytest.raises(SnapshotError):
+    with pytest.raises(InputError):
         open_snapshot(str(tmp_path / "missing.tar.gz"))
     (tmp_path / "text.tar.gz").write_text("hello\n")
-    with pytest.raises(SnapshotError) as caught:
+    with pytest.raises(InputError) as caught:
         open_snapshot(str(tmp_path / "text.tar.gz"))
     assert str(tmp_path / "text.tar.gz") in str(caught.value)

@@ -67,22 +67,22 @@ class Tree(dict):
         super().__init__(files or {})
         self.nodes: Dict[str, Node] = dict(nodes or {})
 
-    def copy(self) -> "Tree":
+    def copy(self) -> Tree:
         return Tree(dict(self), dict(self.nodes))
 
-    def without(self, *prefixes: str) -> "Tree":
+    def without(self, *prefixes: str) -> Tree:
         """A copy without these paths, or anything below them (files and nodes)."""
         def keep(path: str) -> bool:
             return not any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
         return Tree({p: c for p, c in self.items() if keep(p)}, {p: n for p, n in self.nodes.items() if keep(p)})
 
-    def with_files(self, files: Mapping[str, Content]) -> "Tree":
+    def with_files(self, files: Mapping[str, Content]) -> Tree:
         tree = self.copy()
         tree.update(files)
         return tree
 
-    def with_nodes(self, nodes: Mapping[str, Optional[Node]]) -> "Tree":
+    def with_nodes(self, nodes: Mapping[str, Optional[Node]]) -> Tree:
         """Add or replace nodes; a value of None removes the node."""
         tree = self.copy()
         for path, node in nodes.items():

@@ -7,15 +7,14 @@ imported by the command that needs it.  Reports go to stdout (or
 
 from __future__ import annotations
 
-import enum
-import os
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 import typer
 
 from kvmready import __version__
-from kvmready.model import DEFAULT_VM_DIR, ExitCode, Target
+from kvmready.cli_common import Color, fail_input, terminal_width, use_color, write_output
+from kvmready.model import DEFAULT_VM_DIR, Target
 from kvmready.render import OutputFormat
 
 app = typer.Typer(
@@ -26,18 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class Color(str, enum.Enum):
-    AUTO = "auto"
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-def fail_input(message: str) -> NoReturn:
-    """Bad input: one clear line on stderr, exit 2, never a traceback."""
-    sys.stderr.write(f"kvmready: error: {message}\n")
-    raise typer.Exit(int(ExitCode.USAGE))
 
 
 def _version(value: bool) -> None:
@@ -58,76 +45,6 @@ def _split(values: Optional[List[str]]) -> List[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-def use_color(choice: Color, stream) -> bool:
-    if choice is Color.ALWAYS:
-        return True
-    if choice is Color.NEVER or "NO_COLOR" in os.environ:
-        return False
-    return stream.isatty() and os.environ.get("TERM", "") not in ("dumb", "unknown")
-
-
-def terminal_width() -> int:
-    import shutil
-
-    return max(40, shutil.get_terminal_size((80, 24)).columns)
-
-
-def write_output(text: str, output: Optional[str]) -> None:
-    """stdout, or FILE written atomically (temporary file in the same folder, then rename)."""
-    if not output or output == "-":
-        try:
-            # Reports are UTF-8 whatever the locale says; nothing in them can stop the write.
-            data = text.encode("utf-8", "replace")
-            stream = getattr(sys.stdout, "buffer", None)
-            if stream is None:
-                sys.stdout.write(data.decode("utf-8"))
-                sys.stdout.flush()
-            else:
-                sys.stdout.flush()
-                stream.write(data)
-                stream.flush()
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python from failing again at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(int(ExitCode.NOT_READY)) from None
-        except OSError as error:
-            fail_input(f"cannot write the report to stdout: {error.strerror or error}")
-        return
-    from kvmready.outfile import write_atomically
-
-    try:
-        write_atomically(output, text)
-    except OSError as error:
-        fail_input(f"cannot write {output}: {error.strerror or error}")
-
-
-def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = None):
-    """The facts of this machine (live), a --root tree (offline) or a --snapshot.  Tests replace this seam."""
-    from kvmready.facts import Facts
-    from kvmready.host import DirectoryHost, ReadError
-
-    if snapshot is not None:
-        if root is not None:
-            fail_input("--root and --snapshot exclude each other")
-        from kvmready.snapshot import SnapshotError, open_snapshot
-
-        try:
-            return open_snapshot(snapshot)[0]
-        except SnapshotError as error:
-            fail_input(str(error))
-    try:
-        if root is None:
-            from kvmready.facts.live import LiveSystem
-
-            return Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir=vm_dir)
-        host = DirectoryHost(root)
-    except ReadError as error:
-        fail_input(f"--root {root}: {error.reason}")
-    if host.live:
-        fail_input(f"--root {root} is this machine's own root; run without --root to check it live")
-    return Facts(host)
-
-
 @app.command()
 def check(
     target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
@@ -146,7 +63,7 @@ def check(
     ),
 ) -> None:
     """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
-    from kvmready.runner import SelectionError, build_report, run
+    from kvmready import orchestration
 
     if nfd_prefix is not None:
         from kvmready.render.nfd import prefix_problem
@@ -154,15 +71,14 @@ def check(
         problem = prefix_problem(nfd_prefix)
         if problem:
             fail_input(f"--nfd-prefix: {problem}")
-    facts = build_facts(root=root, vm_dir=vm_dir, snapshot=snapshot)
     try:
-        results = run(facts, target, _split(only), _split(skip))
-    except SelectionError as error:
+        facts = orchestration.build_facts(root=root, vm_dir=vm_dir, snapshot=snapshot)
+        report = orchestration.check(facts, target, only=_split(only), skip=_split(skip), strict=strict, exit_zero=exit_zero)
+    except orchestration.InputError as error:
         fail_input(str(error))
-    report = build_report(facts, target, results, strict=strict, exit_zero=exit_zero)
     stream_color = use_color(color, sys.stdout) if not output else color is Color.ALWAYS
-    text = output_format.render(report, width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix)
-    write_output(text, output)
+    renderer = output_format.renderer(width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix)
+    write_output(renderer.render(report), output)
     if output:
         sys.stderr.write(f"kvmready: {report.verdict.value} (exit {report.exit_code}); report written to {output}\n")
     raise typer.Exit(report.exit_code)
@@ -173,22 +89,24 @@ def list_checks(
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="table or json."),
 ) -> None:
     """List every check: id, title, category and severity per target."""
-    from kvmready.catalog import render_catalog
+    from kvmready import orchestration
+    from kvmready.render.catalog import render_list
 
     if output_format not in (OutputFormat.TABLE, OutputFormat.JSON):
         fail_input("`kvmready list` writes table or json")
-    sys.stdout.write(render_catalog(output_format is OutputFormat.JSON))
+    sys.stdout.write(render_list(orchestration.catalog(), as_json=output_format is OutputFormat.JSON))
 
 
 @app.command()
 def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check id, as `kvmready list` shows.")) -> None:
     """Explain one check: what it checks, why it matters, how to fix it."""
-    from kvmready.catalog import explain_check
+    from kvmready import orchestration
+    from kvmready.render.catalog import render_explanation
 
-    text = explain_check(check_id)
-    if text is None:
+    entry = next((entry for entry in orchestration.catalog() if entry["id"] == check_id), None)
+    if entry is None:
         fail_input(f"no check {check_id!r}; `kvmready list` shows the ids")
-    sys.stdout.write(text)
+    sys.stdout.write(render_explanation(entry))
 
 
 @app.command("snapshot")
@@ -197,17 +115,17 @@ def take_snapshot(
     vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
 ) -> None:
     """Capture what the checks read on this machine, to judge it elsewhere with `check --snapshot`."""
+    from kvmready import orchestration
     from kvmready.outfile import write_atomically
-    from kvmready.snapshot import capture, unreadable
 
-    archive, manifest = capture(vm_dir)
+    archive, manifest = orchestration.capture_snapshot(vm_dir)
     try:
         write_atomically(output, archive)
     except OSError as error:
         fail_input(f"cannot write {output}: {error.strerror or error}")
     sys.stderr.write(
         f"kvmready: snapshot of {manifest['hostname'] or 'this host'} written to {output} "
-        f"({len(archive)} bytes, {len(manifest['files'])} files; {len(unreadable(manifest))} paths could not be read, "
+        f"({len(archive)} bytes, {len(manifest['files'])} files; {len(orchestration.unreadable(manifest))} paths could not be read, "
         "listed in its manifest)\n"
     )
 

@@ -17,6 +17,7 @@ from typing import List, Optional
 
 import typer
 
+from kvmready.cli_common import write_output
 from kvmready.model import DEFAULT_VM_DIR, Target
 
 
@@ -59,14 +60,14 @@ def fleet_summarize(
     Malformed inputs are listed, not fatal; exit 2 when no report could be read.
     """
     from kvmready import fleet
-    from kvmready.cli import write_output
+    from kvmready.render.fleet import FleetJsonRenderer, FleetTableRenderer
 
     summary = fleet.summarize(reports)
     limit = None if top == 0 else top
     if output_format is FleetFormat.JSON:
-        text = fleet.render_json(summary, limit)
+        text = FleetJsonRenderer(top=limit).render(summary)
     else:
-        text = fleet.render_table(summary, 10 if top is None else limit)
+        text = FleetTableRenderer(top=10 if top is None else limit).render(summary)
     write_output(text, output)
     if not summary.entries:
         sys.stderr.write(f"kvmready: error: no readable kvmready report in {summary.files} input file(s)\n")
@@ -97,60 +98,14 @@ def ansible_fact(
     if print_script:
         sys.stdout.write(fact_script(target.value, vm_dir))
         return
-    text = _fact_json(target, vm_dir)
+    from kvmready import orchestration
+
+    text = orchestration.ansible_fact(target, vm_dir)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except OSError:
         pass  # Ansible went away; there is nobody left to tell
-
-
-def _fact_json(target: Target, vm_dir: str) -> str:
-    try:
-        from kvmready import cli
-        from kvmready.render import json_report
-        from kvmready.runner import build_report, run
-
-        facts = cli.build_facts(root=None, vm_dir=vm_dir)
-        report = build_report(facts, target, run(facts, target), exit_zero=True)
-        return json_report.render(report)
-    except typer.Exit as stop:  # build_facts refused (its reason is on stderr)
-        message = f"kvmready could not read this host (exit {stop.exit_code}; the reason is on stderr)"
-    except Exception as error:  # the fact must print JSON and exit 0, even on a bug
-        message = f"{type(error).__name__}: {error}"
-    import json
-
-    return json.dumps(error_report(message, target.value), indent=2, ensure_ascii=False) + "\n"
-
-
-def error_report(message: str, target: str, generated_at: Optional[str] = None) -> dict:
-    """A report (valid against report-v1) that says the checks could not run, and why."""
-    import datetime
-    import socket
-
-    from kvmready import __version__
-    from kvmready.summary import empty_host
-
-    if generated_at is None:
-        generated_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    try:
-        hostname: Optional[str] = socket.gethostname() or None
-    except OSError:
-        hostname = None
-    return {
-        "schema_version": 1,
-        "tool": {"name": "kvmready", "version": __version__},
-        "generated_at": generated_at,
-        "target": target,
-        "verdict": "indeterminate",
-        "exit_code": 0,
-        "strict": False,
-        "reasons": [],
-        "host": empty_host(hostname),
-        "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0, "error": 0},
-        "checks": [],
-        "error": message,
-    }
 
 
 def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
@@ -166,6 +121,7 @@ def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
     import shlex
 
     import kvmready
+    from kvmready.orchestration import error_report
 
     python = sys.executable or "python3"
     command = [python, "-m", "kvmready", "ansible-fact", "--target", target]

@@ -1,6 +1,6 @@
 """Summaries over many kvmready reports: `kvmready fleet summarize`.
 
-Pure logic, no CLI.  Inputs are files or directories (walked recursively,
+Pure logic, no CLI; `kvmready.render.fleet` turns a Summary into text.  Inputs are files or directories (walked recursively,
 dot-files skipped) holding any of:
 
 - a kvmready JSON report (`kvmready check --format json`);
@@ -24,6 +24,8 @@ import stat
 import sys
 from collections import Counter
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from kvmready.text import clean_text
 
 VERDICTS = ("ready", "ready_with_warnings", "not_ready", "indeterminate")
 NOT_READY = ("not_ready", "indeterminate")
@@ -86,26 +88,26 @@ class Summary(NamedTuple):
             "tool": {"name": "kvmready", "version": version},
             "inputs": {"files": self.files, "reports": len(self.entries), "malformed": len(self.malformed)},
             "hosts": len(self.entries),
-            "verdicts": {text(verdict): count for verdict, count in self.verdicts.items()},
-            "targets": {text(target): count for target, count in self.targets.items()},
-            "failing_checks": [{"id": text(check_id), "hosts": hosts} for check_id, hosts in self.failing_checks(top)],
+            "verdicts": {clean_text(verdict): count for verdict, count in self.verdicts.items()},
+            "targets": {clean_text(target): count for target, count in self.targets.items()},
+            "failing_checks": [{"id": clean_text(check_id), "hosts": hosts} for check_id, hosts in self.failing_checks(top)],
             "not_ready": [
                 {
-                    "host": text(entry.host),
-                    "verdict": text(entry.verdict),
+                    "host": clean_text(entry.host),
+                    "verdict": clean_text(entry.verdict),
                     "target": _optional_text(entry.target),
                     "reason": _optional_text(entry.reason),
                     "summary": _optional_text(entry.reason_summary),
-                    "source": text(entry.source),
+                    "source": clean_text(entry.source),
                 }
                 for entry in self.not_ready()
             ],
-            "malformed": [{"source": text(bad.source), "error": text(bad.error)} for bad in sorted(self.malformed)],
+            "malformed": [{"source": clean_text(bad.source), "error": clean_text(bad.error)} for bad in sorted(self.malformed)],
         }
 
 
 def _optional_text(value: Optional[str]) -> Optional[str]:
-    return None if value is None else text(value)
+    return None if value is None else clean_text(value)
 
 
 # -- reading -------------------------------------------------------------------
@@ -156,16 +158,6 @@ def _read(path: str) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise NotAReport(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     return data
-
-
-def text(value: Any) -> str:
-    """A string that encodes as UTF-8: lone surrogates (odd file names, JSON escapes) become U+FFFD."""
-    string = str(value)
-    try:
-        string.encode("utf-8")
-        return string
-    except UnicodeEncodeError:
-        return string.encode("utf-8", "replace").decode("utf-8")
 
 
 def _display_name(path: str) -> str:
@@ -332,63 +324,3 @@ def summarize(paths: Sequence[str]) -> Summary:
         entries.extend(found)
         malformed.extend(bad)
     return Summary(files, tuple(entries), tuple(malformed))
-
-
-# -- the table -----------------------------------------------------------------
-
-
-def _clean(value: Any) -> str:
-    """One terminal line: control characters become spaces."""
-    return "".join(ch if ch.isprintable() else " " for ch in text(value))
-
-
-def _percent(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:5.1f}%" if whole else "    -"
-
-
-def render_table(summary: Summary, top: Optional[int] = 10) -> str:
-    hosts = len(summary.entries)
-    lines = [
-        f"kvmready fleet summary: {hosts} report{'s' if hosts != 1 else ''} from {summary.files} "
-        f"file{'s' if summary.files != 1 else ''}, {len(summary.malformed)} malformed",
-        "targets: " + (", ".join(f"{target} {count}" for target, count in summary.targets.items()) or "-"),
-        "",
-    ]
-    verdicts = summary.verdicts
-    width = max(len("verdict"), *(len(v) for v in verdicts))
-    lines.append(f"{'verdict':<{width}}  {'hosts':>6}  share")
-    for verdict, count in verdicts.items():
-        lines.append(f"{_clean(verdict):<{width}}  {count:>6}  {_percent(count, hosts)}")
-
-    failing = summary.failing_checks(top)
-    lines.append("")
-    if failing:
-        width = max(len("failing check"), *(len(check_id) for check_id, _ in failing))
-        lines.append(f"{'failing check':<{width}}  {'hosts':>6}  share")
-        for check_id, count in failing:
-            lines.append(f"{_clean(check_id):<{width}}  {count:>6}  {_percent(count, hosts)}")
-    else:
-        lines.append("no check failed on any host")
-
-    not_ready = summary.not_ready()
-    lines.append("")
-    if not_ready:
-        host_width = max(len("not ready"), *(len(_clean(e.host)) for e in not_ready))
-        verdict_width = max(len(e.verdict) for e in not_ready)
-        lines.append(f"{'not ready':<{host_width}}  {'verdict':<{verdict_width}}  first reason")
-        for entry in not_ready:
-            reason = ": ".join(part for part in (entry.reason, entry.reason_summary) if part) or "-"
-            lines.append(f"{_clean(entry.host):<{host_width}}  {_clean(entry.verdict):<{verdict_width}}  {_clean(reason)}")
-    else:
-        lines.append("every host is ready")
-
-    if summary.malformed:
-        lines.append("")
-        lines.append(f"malformed ({len(summary.malformed)}):")
-        for bad in sorted(summary.malformed):
-            lines.append(f"  {_clean(bad.source)}: {_clean(bad.error)}")
-    return "\n".join(lines) + "\n"
-
-
-def render_json(summary: Summary, top: Optional[int] = None) -> str:
-    return json.dumps(summary.to_dict(top), indent=2, ensure_ascii=False) + "\n"

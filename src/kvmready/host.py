@@ -15,6 +15,8 @@ import os
 import stat
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
+from kvmready.text import clean_text
+
 DEFAULT_READ_LIMIT = 256 * 1024
 MAX_LINK_HOPS = 40
 
@@ -90,15 +92,6 @@ def os_reason(error: OSError) -> str:
     name = errno.errorcode.get(error.errno or 0, "")
     text = error.strerror or str(error)
     return f"{text} ({name})" if name else text
-
-
-def clean_text(text: str) -> str:
-    """Text that any UTF-8 writer accepts: undecodable bytes (surrogate escapes) become U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
 
 
 def _normalise(path: str) -> str:

@@ -17,20 +17,17 @@ import errno
 import os
 import struct
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+from kvmready.kvmabi import KVM_DEVICE
 
 if TYPE_CHECKING:
     from typing import Callable
 
 __all__ = [
-    "CAPABILITIES", "EXPECTED_API_VERSION", "KVM_DEVICE_PATH", "SMOKE_GUEST_CODE",
+    "CAPABILITIES", "SMOKE_GUEST_CODE",
     "Capability", "GuestRun", "KvmBackend", "KvmError", "KvmHandle", "KvmVm",
 ]
-
-KVM_DEVICE_PATH = "/dev/kvm"
-EXPECTED_API_VERSION = 12
 
 # --- ioctl numbers ----------------------------------------------------------
 # asm-generic/ioctl.h: number = dir << 30 | size << 16 | type << 8 | nr.
@@ -220,7 +217,7 @@ def _close_fd(fd: int) -> None:
 class KvmBackend:
     """The real implementation; tests use fakes with the same duck type."""
 
-    def open_device(self, path: str = KVM_DEVICE_PATH) -> KvmHandle:
+    def open_device(self, path: str = KVM_DEVICE) -> KvmHandle:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
@@ -231,7 +228,7 @@ class KvmBackend:
 class KvmHandle:
     """An open /dev/kvm (system ioctls). Context manager; close() is idempotent."""
 
-    def __init__(self, fd: int, path: str = KVM_DEVICE_PATH):
+    def __init__(self, fd: int, path: str = KVM_DEVICE):
         self._fd = fd
         self.path = path
 
@@ -270,7 +267,7 @@ class KvmHandle:
 class KvmVm:
     """A VM fd. Context manager; close() is idempotent."""
 
-    def __init__(self, fd: int, vcpu_mmap_size: int, device_path: str = KVM_DEVICE_PATH):
+    def __init__(self, fd: int, vcpu_mmap_size: int, device_path: str = KVM_DEVICE):
         self._fd = fd
         self._vcpu_mmap_size = vcpu_mmap_size
         self._next_vcpu_id = 0  # vCPUs live as long as the VM, so ids are not reused
@@ -659,11 +656,12 @@ def _run_session(vm: KvmVm, guard: _AlarmGuard, code: bytes, max_runs: int) -> G
 
 
 # --- fallback off the main thread ---------------------------------------------------
+# The child imports this package from where the parent found it (isolated mode: no user site, no PYTHONPATH).
 _CHILD_BOOT = (
-    "import importlib.util as u, sys\n"
-    "s = u.spec_from_file_location('_kvmready_kvmapi_child', sys.argv[1])\n"
-    "m = u.module_from_spec(s); sys.modules[s.name] = m; s.loader.exec_module(m)\n"
-    "m._child_main(sys.argv[2:])\n"
+    "import sys\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from kvmready.kvmapi import _child_main\n"
+    "_child_main(sys.argv[2:])\n"
 )
 
 
@@ -677,7 +675,8 @@ def _run_in_child(path: str, code: bytes, max_runs: int, timeout_s: float,
     import sys
 
     start = time.perf_counter_ns()
-    argv = [sys.executable, "-I", "-S", "-c", _CHILD_BOOT, os.path.abspath(__file__),
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, "-I", "-S", "-c", _CHILD_BOOT, package_parent,
             path, code.hex(), str(max_runs), repr(timeout_s)]
 
     def failed(problem: str) -> GuestRun:

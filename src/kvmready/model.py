@@ -6,7 +6,24 @@ deterministically.
 
 import enum
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+if TYPE_CHECKING:
+    import datetime
+
+# A kernel (or any) version as (major, minor, patch).
+Version = Tuple[int, int, int]
+
+# Every time kvmready writes or reads: RFC 3339, UTC, whole seconds.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_timestamp(moment: "Optional[datetime.datetime]" = None) -> str:
+    """`moment` (default: now) as TIMESTAMP_FORMAT in UTC."""
+    import datetime
+
+    moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 class Status(str, enum.Enum):
@@ -80,8 +97,22 @@ class CheckResult(NamedTuple):
     detail: str
     remediation: Optional[str]
     evidence: Mapping[str, Any]
+    rank: int = 0  # the check's place in the registry: the order a reader should see it in (not in the JSON)
 
-    def to_dict(self) -> dict:
+    @property
+    def is_warning(self) -> bool:
+        """Whether this result makes the verdict `ready_with_warnings` (and `--strict` exit 1).
+
+        A required check warns with `warn`; a recommended one with `warn`,
+        `fail` or `error`; an info check never does.
+        """
+        if self.severity is Severity.INFO:
+            return False
+        if self.severity is Severity.REQUIRED:
+            return self.status is Status.WARN
+        return self.status in (Status.WARN, Status.FAIL, Status.ERROR)
+
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
@@ -105,9 +136,10 @@ class Report(NamedTuple):
     reasons: Tuple[str, ...]  # ids of the checks that decide the verdict, most important first
     generated_at: str  # RFC 3339 UTC
     strict: bool = False
+    categories: Tuple[str, ...] = ()  # category order for people (not in the JSON)
 
     @property
-    def summary(self) -> dict:
+    def summary(self) -> Dict[str, int]:
         counts = {status.value: 0 for status in STATUS_ORDER}
         for check in self.checks:
             counts[check.status.value] += 1
@@ -119,7 +151,7 @@ class Report(NamedTuple):
                 return result
         raise KeyError(check_id)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "schema_version": 1,
             "tool": {"name": "kvmready", "version": self.tool_version},

@@ -1,13 +1,15 @@
-"""Snapshots: capture what the facts read on one machine, judge it on another.
+"""Snapshot archives: the recording host, the archive writer and reader, the replaying host.
 
-`capture` runs every check once on the live machine through a recording
-host, so the archive holds exactly the files the facts read (and what could
-not be read, with the reason), plus the live-only results (the KVM probe,
-the user's credentials, MSR, disk space, CPUID).  `open_snapshot` reads such
-an archive as hostile input: in memory only (nothing is extracted), regular
-files only, no absolute or `..` names, no links or device nodes, and limits
-on archive size, member count, member size and total size.  Any problem is
-a `SnapshotError` with one clear sentence.
+A snapshot holds what the facts read on one machine so that another can
+judge it.  This module only moves bytes (the host layer): `RecordingHost`
+remembers every answer the live host gave, `write_archive` packs them with
+a manifest, `read_archive` reads an archive as hostile input (in memory only,
+nothing is extracted; regular files only, no absolute or `..` names, no links
+or device nodes; limits on archive size, member count, member size and total
+size) and `SnapshotHost` replays it.  Any problem is a `SnapshotError` with
+one clear sentence.  Capturing (building facts and running every check
+through a `RecordingHost`) and opening a snapshot as facts are orchestration:
+`kvmready.app`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import tarfile
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from kvmready import __version__
-from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError, clean_text
+from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError
+from kvmready.model import TIMESTAMP_FORMAT
+from kvmready.text import clean_text
 
 FORMAT = "kvmready-snapshot"
 FORMAT_VERSION = 1
@@ -136,59 +139,13 @@ class SnapshotHost(Host):
         raise ReadError(path, self._node_errors.get(path, "not captured in the snapshot"))
 
 
-# -- capture ---------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------
 
 
-def capture(vm_dir: str, live_system: Any = None, root_host: Optional[Host] = None) -> Tuple[bytes, dict]:
-    """Observe this machine; return the archive bytes and its manifest."""
-    from kvmready.facts import Facts
-    from kvmready.facts.live import LiveSystem
-    from kvmready.host import DirectoryHost
-    from kvmready.model import Target
-    from kvmready.runner import run
-    from kvmready.summary import host_summary
-
-    recording = RecordingHost(root_host or DirectoryHost("/"))
-    facts = Facts(recording, live_system=live_system or LiveSystem(), vm_dir=vm_dir)
-    for target in Target:  # the union of what any check of any target reads
-        run(facts, target)
-    summary = host_summary(facts)
-    live = facts.live.to_dict()
-    live["cpuid_signature"] = facts.cpuid_signature
-    captured_at = _now()
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "tool": {"name": "kvmready", "version": __version__},
-        "captured_at": captured_at,
-        "hostname": summary.get("hostname"),
-        "vm_dir": vm_dir,
-        "files": {path: len(data) for path, data in sorted(recording.files.items())},
-        "read_errors": dict(sorted(recording.read_errors.items())),
-        "listings": dict(sorted(recording.listings.items())),
-        "list_errors": dict(sorted(recording.list_errors.items())),
-        "nodes": {path: (node.to_dict() if node else None) for path, node in sorted(recording.nodes.items())},
-        "node_errors": dict(sorted(recording.node_errors.items())),
-        "live": live,
-    }
-    return _archive(manifest, recording.files), manifest
-
-
-def unreadable(manifest: Mapping[str, Any]) -> Dict[str, str]:
-    """What could not be read at capture and why (the manifest's three error maps)."""
-    merged: Dict[str, str] = {}
-    for key in ("read_errors", "list_errors", "node_errors"):
-        merged.update(manifest.get(key, {}))
-    return dict(sorted(merged.items()))
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _archive(manifest: dict, files: Mapping[str, bytes]) -> bytes:
+def write_archive(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
+    """The .tar.gz of `manifest` and the captured files, byte for byte the same for the same capture."""
     buffer = io.BytesIO()
-    mtime = int(datetime.datetime.strptime(manifest["captured_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp())
+    mtime = int(datetime.datetime.strptime(manifest["captured_at"], TIMESTAMP_FORMAT).replace(tzinfo=datetime.timezone.utc).timestamp())
     # The gzip header carries a time too: pin it, so the same capture gives the same bytes.
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=mtime, filename="") as compressed:
         with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -207,20 +164,6 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
 
 
 # -- open ------------------------------------------------------------------------
-
-
-def open_snapshot(path: str):
-    """Read an archive safely; return (Facts, manifest)."""
-    from kvmready.facts import Facts
-    from kvmready.facts.live import LiveFacts
-
-    manifest, files = read_archive(path)
-    host = SnapshotHost(manifest, files, origin=f"--snapshot {path}")
-    try:
-        live = LiveFacts.from_dict(manifest["live"], captured_at=manifest["captured_at"])
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
-        raise SnapshotError(f"{path}: the manifest's live results are malformed ({type(error).__name__}: {error})") from None
-    return Facts(host, captured_live=live, vm_dir=manifest.get("vm_dir")), manifest
 
 
 MAX_UNCOMPRESSED_BYTES = MAX_TOTAL_BYTES + MAX_MANIFEST_BYTES + 4 * 512 * (MAX_MEMBERS + 2)
@@ -367,7 +310,7 @@ def _parse_manifest(path: str, data: bytes) -> dict:
                 raise SnapshotError(f"{path}: {MANIFEST} names an unsafe path {host_path!r}")
             _check_value(path, key, host_path, value)
     try:
-        datetime.datetime.strptime(manifest["captured_at"], "%Y-%m-%dT%H:%M:%SZ")
+        datetime.datetime.strptime(manifest["captured_at"], TIMESTAMP_FORMAT)
     except ValueError:
         raise SnapshotError(f"{path}: {MANIFEST} captured_at {manifest['captured_at']!r} is not a UTC timestamp") from None
     return manifest

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from kvmready.facts import Facts, safe
+from kvmready.kvmabi import KVM_DEVICE
 
 
 def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = "live") -> dict:
@@ -78,7 +79,7 @@ def _cpu(facts: Facts) -> dict:
 
 def _device(facts: Facts) -> Optional[bool]:
     devices = facts.devices
-    node = devices.get("/dev/kvm")
+    node = devices.get(KVM_DEVICE)
     if node.error:
         return None
     if not node.present and facts.dev_uncaptured:

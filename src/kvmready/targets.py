@@ -1,49 +1,15 @@
-"""What each target requires: severities per check and the thresholds.
+"""What each target requires: the thresholds.
 
-A target changes severities and thresholds, never the probes.  Every number
-a check compares against lives in `THRESHOLDS`, with where it comes from.
+A target changes severities (in the registry, `kvmready.checks`) and
+thresholds (here), never the probes.  Every number a check compares against
+lives in `THRESHOLDS`, with where it comes from.
 """
 
-from typing import Dict, Mapping, NamedTuple, Tuple
+from typing import Dict, Mapping, NamedTuple
 
-from kvmready.model import Severity, Target
-
-REQ, REC, INFO = Severity.REQUIRED, Severity.RECOMMENDED, Severity.INFO
-
-# check id -> (severity for workstation, severity for kvm)
-SEVERITIES: Mapping[str, Tuple[Severity, Severity]] = {
-    "cpu.arch": (REQ, REQ),
-    "cpu.virtualization": (REQ, REQ),
-    "cpu.hardware-mmu": (REQ, REC),
-    "cpu.firmware": (REQ, REQ),
-    "cpu.timekeeping": (REC, INFO),
-    "kernel.version": (REQ, REQ),
-    "kvm.module": (REQ, REQ),
-    "kvm.device": (REQ, REQ),
-    "kvm.access": (REQ, REQ),
-    "kvm.api": (REQ, REQ),
-    "kvm.capabilities": (REQ, REC),
-    "kvm.create-vm": (REQ, REQ),
-    "kvm.guest": (REQ, REQ),
-    "kvm.nested": (REC, INFO),
-    "vmware.backdoor": (REC, INFO),
-    "conflicts.virtualbox": (REC, REC),
-    "conflicts.vmware-vmmon": (REC, INFO),
-    "host.hypervisor": (REQ, REC),
-    "host.distribution": (REC, INFO),
-    "resources.cpus": (REQ, REC),
-    "resources.memory": (REQ, REC),
-    "resources.disk": (REC, INFO),
-    "devices.tun": (REC, REC),
-    "devices.vhost-net": (REC, INFO),
-    "devices.render-node": (REC, INFO),
-    "security.secure-boot": (REC, INFO),
-    "security.lockdown": (REC, INFO),
-}
+from kvmready.model import Target, Version
 
 GIB = 1024**3
-
-Version = Tuple[int, int, int]
 
 
 class Policy(NamedTuple):
@@ -64,10 +30,6 @@ class Policy(NamedTuple):
     recommended_free_disk_bytes: int
     # capability name -> why this target needs it; checked by kvm.capabilities
     required_capabilities: Mapping[str, str]
-
-    def severity(self, check_id: str) -> Severity:
-        workstation, kvm = SEVERITIES[check_id]
-        return workstation if self.target is Target.WORKSTATION else kvm
 
 
 _COMMON_CAPABILITIES = {

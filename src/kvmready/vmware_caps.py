@@ -14,7 +14,7 @@ prefers it to the system-wide parameter.
 
 from typing import NamedTuple, Optional, Tuple
 
-Version = Tuple[int, int, int]
+from kvmready.model import Version
 
 
 class VmwareCapability(NamedTuple):

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from kvmready import kvmapi
+from kvmready.kvmabi import KVM_DEVICE
 from kvmready.kvmapi import (
     CAPABILITIES,
-    KVM_DEVICE_PATH,
     KvmBackend,
     KvmError,
 )
@@ -26,9 +26,9 @@ from kvmready.kvmapi import (
 pytestmark = pytest.mark.integration
 
 try:
-    os.close(os.open(KVM_DEVICE_PATH, os.O_RDWR | os.O_CLOEXEC))
+    os.close(os.open(KVM_DEVICE, os.O_RDWR | os.O_CLOEXEC))
 except OSError as exc:
-    pytest.skip(f"{KVM_DEVICE_PATH} is not usable here: {exc}", allow_module_level=True)
+    pytest.skip(f"{KVM_DEVICE} is not usable here: {exc}", allow_module_level=True)
 
 LOOP_CODE = bytes.fromhex("EBFE")  # jmp $
 WRONG_BYTE_CODE = bytes.fromhex("BAF803B041EEF4")  # writes 'A'
@@ -287,9 +287,9 @@ def _probe_as_nobody(write_end: int) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_unprivileged_user_gets_eacces():
-    mode = os.stat(KVM_DEVICE_PATH).st_mode
+    mode = os.stat(KVM_DEVICE).st_mode
     if mode & (stat.S_IROTH | stat.S_IWOTH):
-        pytest.skip(f"{KVM_DEVICE_PATH} is accessible to others here (mode {mode & 0o777:o})")
+        pytest.skip(f"{KVM_DEVICE} is accessible to others here (mode {mode & 0o777:o})")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -1,8 +1,18 @@
-"""What every check module shares: the spec, outcome shorthands, byte formats."""
+"""What every check module shares: the spec, outcome shorthands, the threshold ladder, byte formats."""
 
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from kvmready.model import Outcome, Status
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
+
+# A check: a pure function of the host's facts and the target's policy.
+CheckFn = Callable[["Facts", "Policy"], Outcome]
+Evidence = Optional[Mapping[str, Any]]
 
 
 class CheckSpec(NamedTuple):
@@ -11,34 +21,34 @@ class CheckSpec(NamedTuple):
     id: str
     title: str
     category: str
-    run: Callable[..., Outcome]  # (facts, policy) -> Outcome
+    run: CheckFn
     what: str  # what it checks
     why: str  # why it matters
     fix: str  # how to fix it, in general
     live: bool = False  # needs the machine itself: skipped for --root trees
 
 
-def passed(summary: str, evidence: Optional[Mapping[str, Any]] = None, detail: str = "") -> Outcome:
+def passed(summary: str, evidence: Evidence = None, detail: str = "") -> Outcome:
     return Outcome(Status.PASS, summary, detail, None, dict(evidence or {}))
 
 
-def warned(summary: str, remediation: Optional[str], evidence: Optional[Mapping[str, Any]] = None, detail: str = "") -> Outcome:
+def warned(summary: str, remediation: Optional[str], evidence: Evidence = None, detail: str = "") -> Outcome:
     return Outcome(Status.WARN, summary, detail, remediation, dict(evidence or {}))
 
 
-def failed(summary: str, remediation: Optional[str], evidence: Optional[Mapping[str, Any]] = None, detail: str = "") -> Outcome:
+def failed(summary: str, remediation: Optional[str], evidence: Evidence = None, detail: str = "") -> Outcome:
     return Outcome(Status.FAIL, summary, detail, remediation, dict(evidence or {}))
 
 
-def skipped(summary: str, evidence: Optional[Mapping[str, Any]] = None, detail: str = "") -> Outcome:
+def skipped(summary: str, evidence: Evidence = None, detail: str = "") -> Outcome:
     return Outcome(Status.SKIP, summary, detail, None, dict(evidence or {}))
 
 
-def errored(summary: str, evidence: Optional[Mapping[str, Any]] = None, detail: str = "", remediation: Optional[str] = None) -> Outcome:
+def errored(summary: str, evidence: Evidence = None, detail: str = "", remediation: Optional[str] = None) -> Outcome:
     return Outcome(Status.ERROR, summary, detail, remediation, dict(evidence or {}))
 
 
-def unreadable(what: str, path: str, reason: str, evidence: Optional[Mapping[str, Any]] = None) -> Outcome:
+def unreadable(what: str, path: str, reason: str, evidence: Evidence = None) -> Outcome:
     """The input a check needs could not be read: the check cannot be decided."""
     data = {"source": path, "error": reason}
     data.update(evidence or {})
@@ -46,10 +56,34 @@ def unreadable(what: str, path: str, reason: str, evidence: Optional[Mapping[str
     return errored(f"cannot tell {what}: {path} {problem}", data)
 
 
-def warn_or_fail(must: bool, summary: str, remediation: Optional[str], evidence=None, detail: str = "") -> Outcome:
+def warn_or_fail(must: bool, summary: str, remediation: Optional[str], evidence: Evidence = None, detail: str = "") -> Outcome:
     """Fail where the target needs the thing, warn where it only helps."""
     status = Status.FAIL if must else Status.WARN
     return Outcome(status, summary, detail, remediation, dict(evidence or {}))
+
+
+Measure = TypeVar("Measure", int, Tuple[int, int, int])
+
+
+def threshold_outcome(
+    value: Measure,
+    minimum: Measure,
+    recommended: Measure,
+    evidence: Evidence,
+    *,
+    below_minimum: Tuple[str, str],
+    below_recommended: Tuple[str, str],
+    enough: str,
+) -> Outcome:
+    """The ladder every threshold uses: below the minimum fails, below the recommendation warns, else passes.
+
+    `below_minimum` and `below_recommended` are (summary, remediation).
+    """
+    if value < minimum:
+        return failed(*below_minimum, evidence)
+    if value < recommended:
+        return warned(*below_recommended, evidence)
+    return passed(enough, evidence)
 
 
 def gib(value: Optional[int]) -> str:

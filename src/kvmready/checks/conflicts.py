@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import List
 
 from kvmready.checks.base import CheckSpec, errored, passed, warned
+from kvmready.facts.modules import HARDWARE_KVM_MODULES
 from kvmready.model import Outcome
 
 VIRT_AT_LOAD_SINCE = (6, 12, 0)
 VIRTUALBOX_MODULES = ("vboxdrv", "vboxnetflt", "vboxnetadp", "vboxpci")
 VMWARE_LEGACY_MODULES = ("vmmon", "vmnet")
-KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd")
 
 
 def _loaded(facts, names) -> List[str]:
@@ -32,7 +32,7 @@ def _virt_at_load(facts) -> dict:
         holds = params.flag("enable_virt_at_load")
     else:  # the parameter exists only from 6.12 on, where it defaults to Y
         holds = bool(version and version >= VIRT_AT_LOAD_SINCE and params is not None and not params.error)
-    vendor = _loaded(facts, KVM_VENDOR_MODULES)
+    vendor = _loaded(facts, HARDWARE_KVM_MODULES)
     return {
         "kernel": facts.kernel.release,
         "enable_virt_at_load": value,
@@ -127,17 +127,18 @@ def check_vmware_vmmon(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "conflicts.virtualbox", "VirtualBox drivers", "conflicts", check_virtualbox,
-        what="vboxdrv, vboxnetflt, vboxnetadp, vboxpci loaded, weighed against kvm.enable_virt_at_load (Linux 6.12+) and a KVM_CREATE_VM that returned EBUSY.",
-        why="VirtualBox and KVM cannot both own VT-x/AMD-V; since 6.12 KVM owns it from module load, and VirtualBox VMs fail.",
-        fix="`options kvm enable_virt_at_load=0`, or unload kvm_intel/kvm_amd while VirtualBox runs.",
-    ),
-    CheckSpec(
-        "conflicts.vmware-vmmon", "Legacy VMware drivers", "conflicts", check_vmware_vmmon,
-        what="The classic Workstation's vmmon and vmnet modules loaded beside KVM.",
-        why="The classic Workstation's vmmon competes with KVM for VT-x/AMD-V; a KVM-backed Workstation no longer needs it.",
-        fix="Unload vmmon/vmnet when moving to a KVM-backed Workstation.",
-    ),
+
+VIRTUALBOX = CheckSpec(
+    "conflicts.virtualbox", "VirtualBox drivers", "conflicts", check_virtualbox,
+    what="vboxdrv, vboxnetflt, vboxnetadp, vboxpci loaded, weighed against kvm.enable_virt_at_load (Linux 6.12+) and a KVM_CREATE_VM that returned EBUSY.",
+    why="VirtualBox and KVM cannot both own VT-x/AMD-V; since 6.12 KVM owns it from module load, and VirtualBox VMs fail.",
+    fix="`options kvm enable_virt_at_load=0`, or unload kvm_intel/kvm_amd while VirtualBox runs.",
+)
+
+
+VMWARE_VMMON = CheckSpec(
+    "conflicts.vmware-vmmon", "Legacy VMware drivers", "conflicts", check_vmware_vmmon,
+    what="The classic Workstation's vmmon and vmnet modules loaded beside KVM.",
+    why="The classic Workstation's vmmon competes with KVM for VT-x/AMD-V; a KVM-backed Workstation no longer needs it.",
+    fix="Unload vmmon/vmnet when moving to a KVM-backed Workstation.",
 )

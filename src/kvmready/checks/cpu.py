@@ -14,6 +14,8 @@ from kvmready.checks.base import (
     warned,
 )
 from kvmready.facts.cpuinfo import CPUINFO
+from kvmready.facts.modules import HARDWARE_KVM_MODULES
+from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Outcome, Target
 
 KVM_ARCHES = ("x86_64", "aarch64", "s390x", "ppc64le", "ppc64", "riscv64", "loongarch64")
@@ -102,7 +104,7 @@ def _missing_extension(facts, policy, evidence: dict) -> Outcome:
             evidence,
         )
     vendor = cpu.vendor
-    loaded = [name for name in ("kvm_intel", "kvm_amd") if modules.has(name)]
+    loaded = [name for name in HARDWARE_KVM_MODULES if modules.has(name)]
     if loaded:
         return warned(
             f"{loaded[0]} is loaded, which needs VT-x/AMD-V, yet /proc/cpuinfo shows neither vmx nor svm "
@@ -143,7 +145,7 @@ def _non_x86_virtualization(facts, policy, arch: str, evidence: dict) -> Outcome
         )
     provider = facts.kvm_module
     evidence["kvm_module"] = provider
-    device = facts.devices.get("/dev/kvm")
+    device = facts.devices.get(KVM_DEVICE)
     if provider or device.present:
         return passed(
             f"{arch}: cpuinfo carries no virtualization flag here; the kernel provides KVM ({provider or '/dev/kvm'})",
@@ -230,7 +232,7 @@ def check_firmware(facts, policy) -> Outcome:
         return skipped("a Xen PV guest: no firmware of its own, and VT-x is out of reach anyway (see cpu.virtualization)")
     if cpu.vmx_cpus and cpu.vmx_cpus == cpu.flag_lines:
         return passed("firmware leaves VT-x on: the kernel shows vmx on every CPU (it hides it when firmware disables VT-x)", cpu.evidence())
-    for module in ("kvm_intel", "kvm_amd"):
+    for module in HARDWARE_KVM_MODULES:
         if facts.modules.has(module):
             return passed(f"{module} is loaded, and it refuses to load while firmware disables virtualization", {"module": module})
     hypervisor = facts.hypervisor
@@ -297,35 +299,42 @@ def check_timekeeping(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "cpu.arch", "CPU architecture", "cpu", check_arch,
-        what="The machine architecture, from the host's own files (/proc/sys/kernel/arch, the cpuinfo format, the kernel release).",
-        why="VMware Workstation is built for x86_64 only; KVM itself exists on a handful of architectures.",
-        fix="Use an x86_64 machine for Workstation.",
-    ),
-    CheckSpec(
-        "cpu.virtualization", "Hardware virtualization (VT-x/AMD-V)", "cpu", check_virtualization,
-        what="vmx (Intel VT-x) or svm (AMD-V) on every CPU in /proc/cpuinfo, plus what provides KVM when neither is visible (kvm_pvm, a hypervisor that hides it).",
-        why="Unmodified guests need VT-x or AMD-V. The kernel hides vmx when firmware disables VT-x; paravirtual KVM (kvm_pvm) runs only PVM-enabled Linux guests.",
-        fix="Enable VT-x/SVM in the firmware setup; in a VM, expose nested virtualization from the outer hypervisor.",
-    ),
-    CheckSpec(
-        "cpu.hardware-mmu", "EPT/NPT and unrestricted guest", "cpu", check_hardware_mmu,
-        what="Intel EPT and unrestricted guest (the `vmx flags` line, kvm_intel ept/unrestricted_guest) or AMD NPT (the npt flag, kvm_amd npt).",
-        why="Without a hardware MMU guests fall back to shadow paging; modern Workstation releases require EPT/RVI, and VT-x without unrestricted guest cannot run real-mode guest code directly.",
-        fix="Remove `ept=0`, `unrestricted_guest=0` or `npt=0` module options; older CPUs need replacing.",
-    ),
-    CheckSpec(
-        "cpu.firmware", "Virtualization enabled in firmware", "cpu", check_firmware,
-        what="As root, IA32_FEATURE_CONTROL (0x3A, Intel) or VM_CR (0xC0010114, AMD) through /dev/cpu/0/msr; the visible vmx flag already proves Intel firmware enabled VT-x.",
-        why="Firmware can disable VT-x/AMD-V and lock the setting; then no software change helps and only the firmware setup does.",
-        fix="Enable 'Intel Virtualization Technology' or 'SVM Mode' in the firmware setup, then power-cycle.",
-    ),
-    CheckSpec(
-        "cpu.timekeeping", "Invariant TSC", "cpu", check_timekeeping,
-        what="The constant_tsc and nonstop_tsc flags.",
-        why="With an invariant TSC guest clocks stay steady across frequency changes and deep sleep states.",
-        fix="Nothing on the host; run time synchronisation in guests.",
-    ),
+
+ARCH = CheckSpec(
+    "cpu.arch", "CPU architecture", "cpu", check_arch,
+    what="The machine architecture, from the host's own files (/proc/sys/kernel/arch, the cpuinfo format, the kernel release).",
+    why="VMware Workstation is built for x86_64 only; KVM itself exists on a handful of architectures.",
+    fix="Use an x86_64 machine for Workstation.",
+)
+
+
+VIRTUALIZATION = CheckSpec(
+    "cpu.virtualization", "Hardware virtualization (VT-x/AMD-V)", "cpu", check_virtualization,
+    what="vmx (Intel VT-x) or svm (AMD-V) on every CPU in /proc/cpuinfo, plus what provides KVM when neither is visible (kvm_pvm, a hypervisor that hides it).",
+    why="Unmodified guests need VT-x or AMD-V. The kernel hides vmx when firmware disables VT-x; paravirtual KVM (kvm_pvm) runs only PVM-enabled Linux guests.",
+    fix="Enable VT-x/SVM in the firmware setup; in a VM, expose nested virtualization from the outer hypervisor.",
+)
+
+
+HARDWARE_MMU = CheckSpec(
+    "cpu.hardware-mmu", "EPT/NPT and unrestricted guest", "cpu", check_hardware_mmu,
+    what="Intel EPT and unrestricted guest (the `vmx flags` line, kvm_intel ept/unrestricted_guest) or AMD NPT (the npt flag, kvm_amd npt).",
+    why="Without a hardware MMU guests fall back to shadow paging; modern Workstation releases require EPT/RVI, and VT-x without unrestricted guest cannot run real-mode guest code directly.",
+    fix="Remove `ept=0`, `unrestricted_guest=0` or `npt=0` module options; older CPUs need replacing.",
+)
+
+
+FIRMWARE = CheckSpec(
+    "cpu.firmware", "Virtualization enabled in firmware", "cpu", check_firmware,
+    what="As root, IA32_FEATURE_CONTROL (0x3A, Intel) or VM_CR (0xC0010114, AMD) through /dev/cpu/0/msr; the visible vmx flag already proves Intel firmware enabled VT-x.",
+    why="Firmware can disable VT-x/AMD-V and lock the setting; then no software change helps and only the firmware setup does.",
+    fix="Enable 'Intel Virtualization Technology' or 'SVM Mode' in the firmware setup, then power-cycle.",
+)
+
+
+TIMEKEEPING = CheckSpec(
+    "cpu.timekeeping", "Invariant TSC", "cpu", check_timekeeping,
+    what="The constant_tsc and nonstop_tsc flags.",
+    why="With an invariant TSC guest clocks stay steady across frequency changes and deep sleep states.",
+    fix="Nothing on the host; run time synchronisation in guests.",
 )

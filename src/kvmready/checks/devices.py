@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
-from kvmready.facts.devices import TUN, VHOST_NET
+from kvmready.facts.devices import TUN as TUN_PATH
+from kvmready.facts.devices import VHOST_NET as VHOST_NET_PATH
 from kvmready.model import Outcome
 
 # Kernel drivers of render nodes: real GPUs and virtual GPUs of an outer hypervisor;
@@ -36,11 +37,11 @@ def _device_check(facts, path: str, module: str, purpose: str, optional: bool = 
 
 
 def check_tun(facts, policy) -> Outcome:
-    return _device_check(facts, TUN, "tun", "bridged and NAT networking for guests")
+    return _device_check(facts, TUN_PATH, "tun", "bridged and NAT networking for guests")
 
 
 def check_vhost_net(facts, policy) -> Outcome:
-    return _device_check(facts, VHOST_NET, "vhost_net", "in-kernel virtio-net acceleration", optional=True)
+    return _device_check(facts, VHOST_NET_PATH, "vhost_net", "in-kernel virtio-net acceleration", optional=True)
 
 
 def check_render_node(facts, policy) -> Outcome:
@@ -76,23 +77,26 @@ def check_render_node(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "devices.tun", "/dev/net/tun", "devices", check_tun,
-        what="/dev/net/tun, the character device 10:200.",
-        why="Bridged and NAT networking for guests create tap interfaces through it.",
-        fix="`sudo modprobe tun`; in a container pass `--device /dev/net/tun`.",
-    ),
-    CheckSpec(
-        "devices.vhost-net", "/dev/vhost-net", "devices", check_vhost_net,
-        what="/dev/vhost-net, the character device 10:238.",
-        why="vhost-net moves virtio-net packet processing into the kernel: faster guest networking.",
-        fix="`sudo modprobe vhost_net`.",
-    ),
-    CheckSpec(
-        "devices.render-node", "GPU render node for 3D", "devices", check_render_node,
-        what="/dev/dri/renderD* (or /sys/class/drm) and the kernel driver behind each node.",
-        why="Workstation's 3D acceleration renders guest graphics on the host GPU through a render node; software rendering gives no usable 3D.",
-        fix="Install the GPU's kernel driver (NVIDIA proprietary, amdgpu, i915).",
-    ),
+
+TUN = CheckSpec(
+    "devices.tun", "/dev/net/tun", "devices", check_tun,
+    what="/dev/net/tun, the character device 10:200.",
+    why="Bridged and NAT networking for guests create tap interfaces through it.",
+    fix="`sudo modprobe tun`; in a container pass `--device /dev/net/tun`.",
+)
+
+
+VHOST_NET = CheckSpec(
+    "devices.vhost-net", "/dev/vhost-net", "devices", check_vhost_net,
+    what="/dev/vhost-net, the character device 10:238.",
+    why="vhost-net moves virtio-net packet processing into the kernel: faster guest networking.",
+    fix="`sudo modprobe vhost_net`.",
+)
+
+
+RENDER_NODE = CheckSpec(
+    "devices.render-node", "GPU render node for 3D", "devices", check_render_node,
+    what="/dev/dri/renderD* (or /sys/class/drm) and the kernel driver behind each node.",
+    why="Workstation's 3D acceleration renders guest graphics on the host GPU through a render node; software rendering gives no usable 3D.",
+    fix="Install the GPU's kernel driver (NVIDIA proprietary, amdgpu, i915).",
 )

@@ -10,6 +10,7 @@ from kvmready.checks.base import (
     warn_or_fail,
     warned,
 )
+from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Outcome, Target
 
 # os-release ID -> VERSION_ID values (or major versions) listed as Workstation hosts.
@@ -75,7 +76,7 @@ def _nested_exposure(facts, info):
         exposed = virtualization in ("vt-x", "amd-v") and not info.paravirtual_xen
         return "VT-x/AMD-V", exposed, advice.expose_nested(info.name)
     # Elsewhere cpuinfo shows no such flag: KVM being present is the evidence.
-    exposed = facts.kvm_module is not None or facts.devices.get("/dev/kvm").present
+    exposed = facts.kvm_module is not None or facts.devices.get(KVM_DEVICE).present
     return "hardware virtualization", exposed, advice.GENERIC_NESTED
 
 
@@ -109,17 +110,18 @@ def check_distribution(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "host.hypervisor", "Nested: the hypervisor this host runs under", "host", check_hypervisor,
-        what="Whether this host is itself a VM (cpuinfo hypervisor flag, DMI, /sys/hypervisor, /proc/xen, /proc/sysinfo, device tree, clocksource, virtual PCI devices), which hypervisor, and whether it exposes VT-x/AMD-V.",
-        why="Inside a VM, KVM needs the outer hypervisor to expose nested virtualization, and guests run slower.",
-        fix="Expose nested virtualization in the outer hypervisor, or run on bare metal.",
-    ),
-    CheckSpec(
-        "host.distribution", "Host distribution", "host", check_distribution,
-        what="The distribution from /etc/os-release, compared with the host systems VMware lists for Workstation.",
-        why="Outside the list Workstation may work, but VMware does not test it.",
-        fix="Use a listed distribution release for a supported setup.",
-    ),
+
+HYPERVISOR = CheckSpec(
+    "host.hypervisor", "Nested: the hypervisor this host runs under", "host", check_hypervisor,
+    what="Whether this host is itself a VM (cpuinfo hypervisor flag, DMI, /sys/hypervisor, /proc/xen, /proc/sysinfo, device tree, clocksource, virtual PCI devices), which hypervisor, and whether it exposes VT-x/AMD-V.",
+    why="Inside a VM, KVM needs the outer hypervisor to expose nested virtualization, and guests run slower.",
+    fix="Expose nested virtualization in the outer hypervisor, or run on bare metal.",
+)
+
+
+DISTRIBUTION = CheckSpec(
+    "host.distribution", "Host distribution", "host", check_distribution,
+    what="The distribution from /etc/os-release, compared with the host systems VMware lists for Workstation.",
+    why="Outside the list Workstation may work, but VMware does not test it.",
+    fix="Use a listed distribution release for a supported setup.",
 )

@@ -31,11 +31,10 @@ def check_version(facts, policy) -> Outcome:
     return passed(f"Linux {release} (needs {format_version(policy.min_kernel)}+)", evidence)
 
 
-SPECS = (
-    CheckSpec(
-        "kernel.version", "Kernel version", "kernel", check_version,
-        what="The running kernel's release (/proc/sys/kernel/osrelease), its MAJOR.MINOR.PATCH compared with the target's minimum and recommended versions.",
-        why="Workstation on KVM relies on KVM features that arrived in specific releases (user-space MSR exits in 5.10, XSAVE2 in 5.17); the KVM API itself is stable since 2.6.22.",
-        fix="Boot a newer kernel: the distribution's current or hardware-enablement kernel.",
-    ),
+
+VERSION = CheckSpec(
+    "kernel.version", "Kernel version", "kernel", check_version,
+    what="The running kernel's release (/proc/sys/kernel/osrelease), its MAJOR.MINOR.PATCH compared with the target's minimum and recommended versions.",
+    why="Workstation on KVM relies on KVM features that arrived in specific releases (user-space MSR exits in 5.10, XSAVE2 in 5.17); the KVM API itself is stable since 2.6.22.",
+    fix="Boot a newer kernel: the distribution's current or hardware-enablement kernel.",
 )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
-from kvmready.facts.devices import KVM
-from kvmready.facts.modules import PROC_MODULES
+from kvmready.facts.modules import HARDWARE_KVM_MODULES, PROC_MODULES
+from kvmready.kvmabi import KVM_DEVICE as KVM
 from kvmready.model import Outcome
 
 VENDOR_MODULES = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
-CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 
 
 def _vendor_module(facts) -> str:
@@ -76,7 +75,7 @@ def check_device(facts, policy) -> Outcome:
 
 
 def _missing_device_fix(facts) -> str:
-    if any(facts.host.exists(marker) for marker in CONTAINER_MARKERS):
+    if facts.container.is_container:
         return f"This is a container: start it with `--device {KVM}` (Docker/Podman) so the host's KVM device is passed in."
     if facts.kvm_module is None:
         return f"Load the KVM module first (see kvm.module); it creates {KVM}."
@@ -87,7 +86,7 @@ def _missing_device_fix(facts) -> str:
 
 
 def check_nested(facts, policy) -> Outcome:
-    module = next((name for name in ("kvm_intel", "kvm_amd") if facts.modules.has(name)), None)
+    module = next((name for name in HARDWARE_KVM_MODULES if facts.modules.has(name)), None)
     if module is None:
         return skipped("no kvm_intel or kvm_amd here, so no nested parameter to read", {"kvm_module": facts.kvm_module})
     params = facts.module_params(module)
@@ -110,23 +109,26 @@ def check_nested(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "kvm.module", "KVM kernel module", "kvm", check_module,
-        what="kvm and the module that provides it (kvm_intel, kvm_amd, kvm_pvm, …), loaded (/proc/modules) or built in (/sys/module, which is all there is on a monolithic kernel).",
-        why="Without the vendor module there is no /dev/kvm.",
-        fix="`sudo modprobe kvm_intel` or `sudo modprobe kvm_amd`, and list it in /etc/modules-load.d/ to load at boot.",
-    ),
-    CheckSpec(
-        "kvm.device", "/dev/kvm device node", "kvm", check_device,
-        what="/dev/kvm exists and is the KVM character device 10:232.",
-        why="Every KVM user opens /dev/kvm; its absence means no module, no udev, or a container without the device passed in.",
-        fix="Load the module; in a container pass `--device /dev/kvm`.",
-    ),
-    CheckSpec(
-        "kvm.nested", "Nested virtualization for guests", "kvm", check_nested,
-        what="The `nested` parameter of kvm_intel/kvm_amd (Y or 1; kvm_amd reports 1).",
-        why="Guests that run a hypervisor themselves (Windows with VBS or WSL2, Hyper-V, Docker Desktop) need nested virtualization.",
-        fix="`options kvm_intel nested=1` (or kvm_amd) in /etc/modprobe.d, then reload the module.",
-    ),
+
+MODULE = CheckSpec(
+    "kvm.module", "KVM kernel module", "kvm", check_module,
+    what="kvm and the module that provides it (kvm_intel, kvm_amd, kvm_pvm, …), loaded (/proc/modules) or built in (/sys/module, which is all there is on a monolithic kernel).",
+    why="Without the vendor module there is no /dev/kvm.",
+    fix="`sudo modprobe kvm_intel` or `sudo modprobe kvm_amd`, and list it in /etc/modules-load.d/ to load at boot.",
+)
+
+
+DEVICE = CheckSpec(
+    "kvm.device", "/dev/kvm device node", "kvm", check_device,
+    what="/dev/kvm exists and is the KVM character device 10:232.",
+    why="Every KVM user opens /dev/kvm; its absence means no module, no udev, or a container without the device passed in.",
+    fix="Load the module; in a container pass `--device /dev/kvm`.",
+)
+
+
+NESTED = CheckSpec(
+    "kvm.nested", "Nested virtualization for guests", "kvm", check_nested,
+    what="The `nested` parameter of kvm_intel/kvm_amd (Y or 1; kvm_amd reports 1).",
+    why="Guests that run a hypervisor themselves (Windows with VBS or WSL2, Hyper-V, Docker Desktop) need nested virtualization.",
+    fix="`options kvm_intel nested=1` (or kvm_amd) in /etc/modprobe.d, then reload the module.",
 )

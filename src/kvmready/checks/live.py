@@ -6,10 +6,10 @@ from typing import List, Optional
 
 from kvmready.checks.base import CheckSpec, failed, passed, skipped
 from kvmready.facts import safe
-from kvmready.facts.devices import KVM
+from kvmready.kvmabi import KVM_API_VERSION
+from kvmready.kvmabi import KVM_DEVICE as KVM
 from kvmready.model import Outcome
 
-EXPECTED_API_VERSION = 12
 UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 UDEV_RULE_FILE = "/etc/udev/rules.d/99-kvmready-kvm.rules"
 HYPERVISOR_DRIVERS = ("vboxdrv", "vmmon", "vboxnetflt", "vboxnetadp")
@@ -122,14 +122,14 @@ def check_api(facts, policy) -> Outcome:
             f"Check that {KVM} is the KVM device (see kvm.device) and that the KVM module is loaded.",
             evidence,
         )
-    evidence.update(api_version=probe.api_version, expected=EXPECTED_API_VERSION)
-    if probe.api_version != EXPECTED_API_VERSION:
+    evidence.update(api_version=probe.api_version, expected=KVM_API_VERSION)
+    if probe.api_version != KVM_API_VERSION:
         return failed(
-            f"KVM API version {probe.api_version}; every KVM user requires {EXPECTED_API_VERSION}",
+            f"KVM API version {probe.api_version}; every KVM user requires {KVM_API_VERSION}",
             "This kernel's KVM predates the stable API (2.6.22): upgrade the kernel.",
             evidence,
         )
-    return passed(f"KVM API version {EXPECTED_API_VERSION}", evidence)
+    return passed(f"KVM API version {KVM_API_VERSION}", evidence)
 
 
 def check_capabilities(facts, policy) -> Outcome:
@@ -163,7 +163,7 @@ def check_capabilities(facts, policy) -> Outcome:
 
 def _needs_api(facts) -> Optional[Outcome]:
     probe = facts.live.kvm
-    if probe.api_error or probe.api_version != EXPECTED_API_VERSION:
+    if probe.api_error or probe.api_version != KVM_API_VERSION:
         return skipped("needs a working KVM API (see kvm.api)")
     return None
 
@@ -229,35 +229,42 @@ def check_guest(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "kvm.access", "/dev/kvm opens for the current user", "kvm", check_access, live=True,
-        what="Opens /dev/kvm read-write as the user running kvmready (so ACLs and groups count), and explains a refusal with owner, group, mode and the user's groups.",
-        why="Hypervisors run as the desktop user; a device only root can open is useless to them, yet kvm-ok says 'can be used'.",
-        fix="`sudo usermod -aG kvm $USER` and log in again; where the device is not group-writable, a udev rule giving the kvm group mode 0660.",
-    ),
-    CheckSpec(
-        "kvm.api", "KVM API version", "kvm", check_api, live=True,
-        what="KVM_GET_API_VERSION on /dev/kvm returns 12.",
-        why="The KVM documentation tells applications to refuse any other value.",
-        fix="A kernel from 2.6.22 on; a different answer means the device is not KVM.",
-    ),
-    CheckSpec(
-        "kvm.capabilities", "KVM capabilities", "kvm", check_capabilities, live=True,
-        what="KVM_CHECK_EXTENSION for the capabilities a VMware-style front end relies on (user memory, IRQ chip and split IRQ chip, vCPU and memory-slot limits, user-space MSR exits, hypercall exits, nested state, XSAVE2 …), each with its value.",
-        why="A KVM without them cannot host Workstation's virtual hardware model even though simple VMs run.",
-        fix="A newer kernel; paravirtual or nested KVM may not offer some of them at all.",
-    ),
-    CheckSpec(
-        "kvm.create-vm", "KVM creates a VM", "kvm", check_create_vm, live=True,
-        what="KVM_CREATE_VM on /dev/kvm.",
-        why="EBUSY here means another hypervisor (VirtualBox, legacy VMware vmmon) holds VT-x/AMD-V, so KVM cannot start VMs.",
-        fix="Stop the other hypervisor's VMs and unload its driver.",
-    ),
-    CheckSpec(
-        "kvm.guest", "A real guest runs", "kvm", check_guest, live=True,
-        what="Builds a one-page real-mode guest with one vCPU, runs it (bounded KVM_RUN calls, a timer guard) and checks that it wrote 'K' to port 0x3f8 and halted.",
-        why="Only running guest code proves KVM works end to end; peers stop at 'the device exists'.",
-        fix="Check `dmesg` for KVM errors; see the other kvm.* checks.",
-    ),
+
+ACCESS = CheckSpec(
+    "kvm.access", "/dev/kvm opens for the current user", "kvm", check_access, live=True,
+    what="Opens /dev/kvm read-write as the user running kvmready (so ACLs and groups count), and explains a refusal with owner, group, mode and the user's groups.",
+    why="Hypervisors run as the desktop user; a device only root can open is useless to them, yet kvm-ok says 'can be used'.",
+    fix="`sudo usermod -aG kvm $USER` and log in again; where the device is not group-writable, a udev rule giving the kvm group mode 0660.",
+)
+
+
+API = CheckSpec(
+    "kvm.api", "KVM API version", "kvm", check_api, live=True,
+    what="KVM_GET_API_VERSION on /dev/kvm returns 12.",
+    why="The KVM documentation tells applications to refuse any other value.",
+    fix="A kernel from 2.6.22 on; a different answer means the device is not KVM.",
+)
+
+
+CAPABILITIES = CheckSpec(
+    "kvm.capabilities", "KVM capabilities", "kvm", check_capabilities, live=True,
+    what="KVM_CHECK_EXTENSION for the capabilities a VMware-style front end relies on (user memory, IRQ chip and split IRQ chip, vCPU and memory-slot limits, user-space MSR exits, hypercall exits, nested state, XSAVE2 …), each with its value.",
+    why="A KVM without them cannot host Workstation's virtual hardware model even though simple VMs run.",
+    fix="A newer kernel; paravirtual or nested KVM may not offer some of them at all.",
+)
+
+
+CREATE_VM = CheckSpec(
+    "kvm.create-vm", "KVM creates a VM", "kvm", check_create_vm, live=True,
+    what="KVM_CREATE_VM on /dev/kvm.",
+    why="EBUSY here means another hypervisor (VirtualBox, legacy VMware vmmon) holds VT-x/AMD-V, so KVM cannot start VMs.",
+    fix="Stop the other hypervisor's VMs and unload its driver.",
+)
+
+
+GUEST = CheckSpec(
+    "kvm.guest", "A real guest runs", "kvm", check_guest, live=True,
+    what="Builds a one-page real-mode guest with one vCPU, runs it (bounded KVM_RUN calls, a timer guard) and checks that it wrote 'K' to port 0x3f8 and halted.",
+    why="Only running guest code proves KVM works end to end; peers stop at 'the device exists'.",
+    fix="Check `dmesg` for KVM errors; see the other kvm.* checks.",
 )

@@ -79,23 +79,26 @@ def check_disk(facts, policy) -> Outcome:
     return passed(f"{gib(usage.free_bytes)} free for VMs at {where}", evidence)
 
 
-SPECS = (
-    CheckSpec(
-        "resources.cpus", "Logical CPUs", "resources", check_cpus,
-        what="The number of logical CPUs in /proc/cpuinfo against the target's minimum and recommendation.",
-        why="The host needs a CPU of its own beside each guest vCPU.",
-        fix="More CPUs for the machine or VM.",
-    ),
-    CheckSpec(
-        "resources.memory", "Memory", "resources", check_memory,
-        what="MemTotal from /proc/meminfo against the target's minimum and recommendation (Workstation: 4 GiB needed, 8 GiB recommended).",
-        why="Each running guest needs its memory on top of the host's own.",
-        fix="More memory.",
-    ),
-    CheckSpec(
-        "resources.disk", "Free disk for VMs", "resources", check_disk, live=True,
-        what="Free space on the file system that holds --vm-dir (default ~/vmware; its nearest existing parent when it does not exist yet).",
-        why="A desktop guest takes tens of GiB.",
-        fix="Free space, or put VMs elsewhere.",
-    ),
+
+CPUS = CheckSpec(
+    "resources.cpus", "Logical CPUs", "resources", check_cpus,
+    what="The number of logical CPUs in /proc/cpuinfo against the target's minimum and recommendation.",
+    why="The host needs a CPU of its own beside each guest vCPU.",
+    fix="More CPUs for the machine or VM.",
+)
+
+
+MEMORY = CheckSpec(
+    "resources.memory", "Memory", "resources", check_memory,
+    what="MemTotal from /proc/meminfo against the target's minimum and recommendation (Workstation: 4 GiB needed, 8 GiB recommended).",
+    why="Each running guest needs its memory on top of the host's own.",
+    fix="More memory.",
+)
+
+
+DISK = CheckSpec(
+    "resources.disk", "Free disk for VMs", "resources", check_disk, live=True,
+    what="Free space on the file system that holds --vm-dir (default ~/vmware; its nearest existing parent when it does not exist yet).",
+    why="A desktop guest takes tens of GiB.",
+    fix="Free space, or put VMs elsewhere.",
 )

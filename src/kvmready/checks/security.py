@@ -47,17 +47,18 @@ def check_lockdown(facts, policy) -> Outcome:
     )
 
 
-SPECS = (
-    CheckSpec(
-        "security.secure-boot", "UEFI Secure Boot", "security", check_secure_boot,
-        what="The SecureBoot EFI variable (/sys/firmware/efi/efivars/SecureBoot-8be4df61-…).",
-        why="With Secure Boot on, out-of-tree modules (VMware's vmnet, the classic vmmon) load only when signed with an enrolled key.",
-        fix="Sign the modules with a MOK key enrolled through mokutil, or turn Secure Boot off.",
-    ),
-    CheckSpec(
-        "security.lockdown", "Kernel lockdown", "security", check_lockdown,
-        what="/sys/kernel/security/lockdown (none, integrity or confidentiality).",
-        why="Lockdown refuses unsigned modules and blocks raw hardware access.",
-        fix="Sign modules with an enrolled key, or boot without Secure Boot.",
-    ),
+
+SECURE_BOOT = CheckSpec(
+    "security.secure-boot", "UEFI Secure Boot", "security", check_secure_boot,
+    what="The SecureBoot EFI variable (/sys/firmware/efi/efivars/SecureBoot-8be4df61-…).",
+    why="With Secure Boot on, out-of-tree modules (VMware's vmnet, the classic vmmon) load only when signed with an enrolled key.",
+    fix="Sign the modules with a MOK key enrolled through mokutil, or turn Secure Boot off.",
+)
+
+
+LOCKDOWN = CheckSpec(
+    "security.lockdown", "Kernel lockdown", "security", check_lockdown,
+    what="/sys/kernel/security/lockdown (none, integrity or confidentiality).",
+    why="Lockdown refuses unsigned modules and blocks raw hardware access.",
+    fix="Sign modules with an enrolled key, or boot without Secure Boot.",
 )

@@ -75,11 +75,10 @@ def _per_vm_capabilities(facts):
     return None
 
 
-SPECS = (
-    CheckSpec(
-        "vmware.backdoor", "VMware guest support in KVM", "vmware", check_backdoor,
-        what="The per-VM VMware capabilities where the running kernel defines them, else the system-wide kvm.enable_vmware_backdoor parameter.",
-        why=TOOLS_FEATURES + "; without the backdoor those features stop working.",
-        fix="`options kvm enable_vmware_backdoor=1` in /etc/modprobe.d (or `kvm.enable_vmware_backdoor=1` on the kernel command line when KVM is built in), then reload KVM or reboot.",
-    ),
+
+BACKDOOR = CheckSpec(
+    "vmware.backdoor", "VMware guest support in KVM", "vmware", check_backdoor,
+    what="The per-VM VMware capabilities where the running kernel defines them, else the system-wide kvm.enable_vmware_backdoor parameter.",
+    why=TOOLS_FEATURES + "; without the backdoor those features stop working.",
+    fix="`options kvm enable_vmware_backdoor=1` in /etc/modprobe.d (or `kvm.enable_vmware_backdoor=1` on the kernel command line when KVM is built in), then reload KVM or reboot.",
 )

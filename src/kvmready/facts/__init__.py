@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional
 
 from kvmready.facts import (
     accounts,
+    container,
     cpuinfo,
     devices,
     firmware,
@@ -24,8 +25,6 @@ from kvmready.facts.live import LiveFacts
 from kvmready.host import Host, ReadError
 
 HOSTNAME = "/proc/sys/kernel/hostname"
-# The modules whose parameters checks read (vendor module first).
-KVM_VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv", "kvm_pr")
 
 
 def safe(compute: Callable[[], Any]) -> Any:
@@ -117,6 +116,10 @@ class Facts:
         return self._get("firmware", lambda: firmware.collect(self.host))
 
     @property
+    def container(self) -> container.ContainerInfo:
+        return self._get("container", lambda: container.collect(self.host))
+
+    @property
     def groups(self) -> accounts.GroupTable:
         return self._get("groups", lambda: accounts.collect(self.host))
 
@@ -134,7 +137,7 @@ class Facts:
     def kvm_module(self) -> Optional[str]:
         """The module that provides KVM: the vendor module if any, else `kvm` itself."""
         table = self.modules
-        for name in KVM_VENDOR_MODULES:
+        for name in modules.KVM_VENDOR_MODULES:
             if table.has(name):
                 return name
         return "kvm" if table.has("kvm") else None

@@ -8,15 +8,15 @@ from types import MappingProxyType
 from typing import Mapping, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, Node, ReadError
+from kvmready.kvmabi import KVM_DEVICE
 
-KVM = "/dev/kvm"
 TUN = "/dev/net/tun"
 VHOST_NET = "/dev/vhost-net"
 DRI = "/dev/dri"
 DRM_CLASS = "/sys/class/drm"
 
 # The kernel's fixed misc-device numbers (Documentation/admin-guide/devices.txt).
-EXPECTED_NUMBERS = {KVM: (10, 232), TUN: (10, 200), VHOST_NET: (10, 238)}
+EXPECTED_NUMBERS = {KVM_DEVICE: (10, 232), TUN: (10, 200), VHOST_NET: (10, 238)}
 
 
 class DeviceNode(NamedTuple):
@@ -78,7 +78,7 @@ def collect(host: Host) -> DeviceFacts:
         dev_present = bool(host.list_dir("/dev"))
     except ReadError:
         dev_present = False
-    nodes = {path: stat_node(host, path) for path in (KVM, TUN, VHOST_NET)}
+    nodes = {path: stat_node(host, path) for path in (KVM_DEVICE, TUN, VHOST_NET)}
     render_nodes, render_error = _render_nodes(host)
     return DeviceFacts(dev_present, nodes, render_nodes, render_error)
 

@@ -8,6 +8,7 @@ import re
 from typing import Dict, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
+from kvmready.model import Version
 
 OSRELEASE = "/proc/sys/kernel/osrelease"
 PROC_VERSION = "/proc/version"
@@ -20,8 +21,6 @@ _VERSION_LINE = re.compile(r"^Linux version (\S+)")
 _RELEASE_ARCH = re.compile(r"[.-](x86_64|amd64|aarch64|arm64|s390x|ppc64le|ppc64|riscv64|i[3-6]86)$")
 ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "i486": "i686", "i586": "i686"}
 KNOWN_ARCHES = {"x86_64", "i686", "aarch64", "armv7l", "s390x", "ppc64le", "ppc64", "riscv64", "loongarch64", "mips64"}
-
-Version = Tuple[int, int, int]
 
 
 def parse_release(release: str) -> Optional[Version]:

@@ -12,8 +12,8 @@ import time
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
-KVM_DEVICE = "/dev/kvm"
-EXPECTED_API_VERSION = 12  # api.rst: refuse to run with any other value
+from kvmready.kvmabi import KVM_API_VERSION, KVM_DEVICE
+
 # MSRs that say whether firmware left hardware virtualization on.
 IA32_FEATURE_CONTROL = 0x3A
 AMD_VM_CR = 0xC0010114
@@ -131,7 +131,7 @@ class KvmProbe(NamedTuple):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "KvmProbe":
         probe = cls._load(data)
-        if probe.open_error is None and probe.api_error is None and probe.api_version == 12:
+        if probe.open_error is None and probe.api_error is None and probe.api_version == KVM_API_VERSION:
             if not probe.vm_created and probe.create_vm_error is None:
                 raise ValueError("the KVM probe neither created a VM nor says why not")
             if probe.vm_created and probe.guest is None and probe.guest_error is None:
@@ -384,7 +384,7 @@ def _run_steps(handle: Any, capabilities, steps: Dict[str, Any]) -> None:
     except Exception as error:
         steps["api_error"] = Failure.from_error("KVM_GET_API_VERSION", error)
         return
-    if steps["api_version"] != EXPECTED_API_VERSION:
+    if steps["api_version"] != KVM_API_VERSION:
         return  # the ioctl numbers below are only meaningful for API 12
     try:
         vm = handle.create_vm()

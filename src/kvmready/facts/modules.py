@@ -15,6 +15,11 @@ PROC_MODULES = "/proc/modules"
 SYS_MODULE = "/sys/module"
 PROC_MODULES_LIMIT = 4 * 1024 * 1024
 
+# The modules that provide KVM on top of `kvm` itself: hardware VT-x/AMD-V
+# first, then paravirtual x86 (PVM) and POWER (HV, PR).
+HARDWARE_KVM_MODULES = ("kvm_intel", "kvm_amd")
+KVM_VENDOR_MODULES = HARDWARE_KVM_MODULES + ("kvm_pvm", "kvm_hv", "kvm_pr")
+
 
 def module_name(name: str) -> str:
     """The kernel treats `-` and `_` alike in module names; sysfs shows `_`."""

@@ -1,15 +1,21 @@
 """Renderers: pure functions from a Report to text.  Nothing here probes.
 
 Each format lives in its own module and is imported only when chosen, so
-`--format json` never pays for rich (or xml.etree).
+`--format json` never pays for rich (or xml.etree).  Options that belong to
+one format (the table's width and colour, NFD's label prefix) are given to
+its renderer when it is made, not on every call.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Optional
+from typing import Optional, Protocol
 
 from kvmready.model import Report
+
+
+class Renderer(Protocol):
+    def render(self, report: Report) -> str: ...
 
 
 class OutputFormat(str, enum.Enum):
@@ -23,36 +29,30 @@ class OutputFormat(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    def render(
-        self,
-        report: Report,
-        *,
-        width: Optional[int] = None,
-        color: bool = False,
-        nfd_prefix: Optional[str] = None,
-    ) -> str:
+    def renderer(self, *, width: Optional[int] = None, color: bool = False, nfd_prefix: Optional[str] = None) -> Renderer:
+        """The renderer of this format, with the options that apply to it."""
         if self is OutputFormat.TABLE:
-            from kvmready.render import table
+            from kvmready.render.table import TableRenderer
 
-            return table.render(report, width=width, color=color)
+            return TableRenderer(width=width, color=color)
         if self is OutputFormat.JSON:
-            from kvmready.render import json_report
+            from kvmready.render.json_report import JsonRenderer
 
-            return json_report.render(report)
+            return JsonRenderer()
         if self is OutputFormat.JSONL:
-            from kvmready.render import json_report
+            from kvmready.render.json_report import JsonLinesRenderer
 
-            return json_report.render_lines(report)
+            return JsonLinesRenderer()
         if self is OutputFormat.JUNIT:
-            from kvmready.render import junit
+            from kvmready.render.junit import JunitRenderer
 
-            return junit.render(report)
+            return JunitRenderer()
         if self is OutputFormat.PROMETHEUS:
-            from kvmready.render import prometheus
+            from kvmready.render.prometheus import PrometheusRenderer
 
-            return prometheus.render(report)
+            return PrometheusRenderer()
         if self is OutputFormat.NFD:
-            from kvmready.render import nfd
+            from kvmready.render.nfd import DEFAULT_PREFIX, NfdRenderer
 
-            return nfd.render(report) if nfd_prefix is None else nfd.render(report, prefix=nfd_prefix)
+            return NfdRenderer(prefix=nfd_prefix or DEFAULT_PREFIX)
         raise AssertionError(f"unhandled format {self!r}")

@@ -7,15 +7,18 @@ import json
 from kvmready.model import Report
 
 
-def render(report: Report) -> str:
-    # ensure_ascii=False keeps evidence readable; the output is UTF-8 either way.
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+class JsonRenderer:
+    def render(self, report: Report) -> str:
+        # ensure_ascii=False keeps evidence readable; the output is UTF-8 either way.
+        return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render_lines(report: Report) -> str:
+class JsonLinesRenderer:
     """jsonlines.org: each check as `{"type": "check", ...}`, then `{"type": "report", ...}`."""
-    data = report.to_dict()
-    lines = [json.dumps({"type": "check", "hostname": data["host"]["hostname"], **check}, ensure_ascii=False) for check in data["checks"]]
-    header = {key: value for key, value in data.items() if key != "checks"}
-    lines.append(json.dumps({"type": "report", **header}, ensure_ascii=False))
-    return "\n".join(lines) + "\n"
+
+    def render(self, report: Report) -> str:
+        data = report.to_dict()
+        lines = [json.dumps({"type": "check", "hostname": data["host"]["hostname"], **check}, ensure_ascii=False) for check in data["checks"]]
+        header = {key: value for key, value in data.items() if key != "checks"}
+        lines.append(json.dumps({"type": "report", **header}, ensure_ascii=False))
+        return "\n".join(lines) + "\n"

@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from kvmready.model import CheckResult, Report, Severity, Status
+from kvmready.render.common import dig
 
 # XML 1.0 Char production; everything else (NUL, ESC, lone surrogates, U+FFFE/FFFF) is dropped.
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -49,7 +50,7 @@ def xml_text(value: Any) -> str:
 
 
 def host_name(report: Report) -> str:
-    hostname = report.host.get("hostname") if isinstance(report.host, Mapping) else None
+    hostname = dig(report.host, "hostname")
     return xml_text(hostname) if hostname else UNKNOWN_HOST
 
 
@@ -74,12 +75,6 @@ def outcome(check: CheckResult, strict: bool) -> Optional[str]:
     if not strict:
         return None
     return "error" if check.status is Status.ERROR else "failure"
-
-
-def is_warning(check: CheckResult) -> bool:
-    if check.severity is Severity.INFO or check.status in (Status.PASS, Status.SKIP):
-        return False
-    return check.severity is Severity.RECOMMENDED or check.status is Status.WARN
 
 
 def _evidence(check: CheckResult) -> str:
@@ -107,13 +102,12 @@ def _testcase(parent: ET.Element, check: CheckResult, klass: str, strict: bool) 
         element.text = xml_text(_body(check))
     if kind is None:
         out = ET.SubElement(case, "system-out")
-        prefix = "WARNING: " if is_warning(check) else ""
+        prefix = "WARNING: " if check.is_warning else ""
         out.text = xml_text(prefix + _body(check))
     return kind
 
 
 def _properties(parent: ET.Element, report: Report) -> None:
-    kernel = report.host.get("kernel") or {}
     values = [
         ("kvmready.version", report.tool_version),
         ("target", report.target.value),
@@ -122,15 +116,20 @@ def _properties(parent: ET.Element, report: Report) -> None:
         ("strict", "true" if report.strict else "false"),
         ("reasons", ",".join(report.reasons)),
         ("generated_at", report.generated_at),
-        ("hostname", report.host.get("hostname") or ""),
-        ("kernel", (kernel.get("release") if isinstance(kernel, Mapping) else None) or ""),
+        ("hostname", dig(report.host, "hostname") or ""),
+        ("kernel", dig(report.host, "kernel", "release") or ""),
     ]
     properties = ET.SubElement(parent, "properties")
     for name, value in values:
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
 
 
-def render(report: Report) -> str:
+class JunitRenderer:
+    def render(self, report: Report) -> str:
+        return _render(report)
+
+
+def _render(report: Report) -> str:
     klass = classname(report)
     host = host_name(report)
     root = ET.Element("testsuites", {"name": "kvmready"})

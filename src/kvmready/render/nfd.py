@@ -33,9 +33,10 @@ Labels, under DEFAULT_PREFIX (`kvmready.io`):
 from __future__ import annotations
 
 import re
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from kvmready.model import Report, Status, Verdict
+from kvmready.render.common import dig
 
 DEFAULT_PREFIX = "kvmready.io"
 MAX_FILE_BYTES = 65536  # nfd-worker's MaxFeatureFileSize: larger files are skipped
@@ -70,14 +71,6 @@ def label_part(value: Any, limit: int = MAX_VALUE) -> str:
     return text[:limit].strip("-_.")[:limit].strip("-_.")
 
 
-def _get(mapping: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(mapping, Mapping):
-            return None
-        mapping = mapping.get(key)
-    return mapping
-
-
 def _status(report: Report, check_id: str) -> Optional[Status]:
     for check in report.checks:
         if check.id == check_id:
@@ -107,27 +100,27 @@ def labels(report: Report) -> List[Tuple[str, str]]:
         pairs.append(("kvm-usable", "true"))
     elif guest in (Status.FAIL, Status.ERROR):
         pairs.append(("kvm-usable", "false"))
-    device = _get(host, "kvm", "device")
+    device = dig(host, "kvm", "device")
     if isinstance(device, bool):
         pairs.append(("kvm-device", _bool(device)))
-    module = _get(host, "kvm", "module")
+    module = dig(host, "kvm", "module")
     if module:
         pairs.append(("kvm-module", module))
 
-    hypervisor = _get(host, "hypervisor")
+    hypervisor = dig(host, "hypervisor")
     if hypervisor:
         pairs.append(("nested", "true"))
         pairs.append(("hypervisor", hypervisor))
     elif _status(report, "host.hypervisor") in (Status.PASS, Status.WARN, Status.FAIL):
         pairs.append(("nested", "false"))
 
-    virtualization = _get(host, "cpu", "virtualization")
+    virtualization = dig(host, "cpu", "virtualization")
     if virtualization:
         pairs.append(("virtualization", virtualization))
     elif _status(report, "cpu.virtualization") in (Status.PASS, Status.WARN, Status.FAIL):
         pairs.append(("virtualization", "none"))
 
-    version = _get(host, "kernel", "version")
+    version = dig(host, "kernel", "version")
     if isinstance(version, (list, tuple)) and len(version) >= 2:
         pairs.append(("kernel-version.major", str(version[0])))
         pairs.append(("kernel-version.minor", str(version[1])))
@@ -137,10 +130,18 @@ def labels(report: Report) -> List[Tuple[str, str]]:
     return [(name, str(value)) for name, value in pairs]
 
 
-def render(report: Report, prefix: str = DEFAULT_PREFIX) -> str:
-    problem = prefix_problem(prefix)
-    if problem:
-        raise ValueError(problem)
+class NfdRenderer:
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        problem = prefix_problem(prefix)
+        if problem:
+            raise ValueError(problem)
+        self.prefix = prefix
+
+    def render(self, report: Report) -> str:
+        return _render(report, self.prefix)
+
+
+def _render(report: Report, prefix: str) -> str:
     header = [
         f"# kvmready {label_part(report.tool_version)}: Node Feature Discovery labels for target {report.target.value}",
         f"# generated {_CONTROL.sub(' ', report.generated_at)}; rewritten by `kvmready check --format nfd --output <this file>`",

@@ -23,9 +23,10 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Sequence, Tuple
 
-from kvmready.model import STATUS_ORDER, Report, Verdict
+from kvmready.model import STATUS_ORDER, TIMESTAMP_FORMAT, Report, Verdict
+from kvmready.render.common import dig
 
 Labels = Sequence[Tuple[str, Any]]
 
@@ -66,38 +67,35 @@ class _Writer:
 
 def timestamp_seconds(generated_at: str) -> int:
     """`2026-11-29T03:02:38Z` -> Unix seconds."""
-    return calendar.timegm(time.strptime(generated_at, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-def _get(mapping: Any, *keys: str) -> Optional[Any]:
-    for key in keys:
-        if not isinstance(mapping, Mapping):
-            return None
-        mapping = mapping.get(key)
-    return mapping
+    return calendar.timegm(time.strptime(generated_at, TIMESTAMP_FORMAT))
 
 
 def info_labels(report: Report) -> List[Tuple[str, Any]]:
     host = report.host
-    version = _get(host, "kernel", "version")
+    version = dig(host, "kernel", "version")
     kernel_version = ".".join(str(part) for part in version) if isinstance(version, (list, tuple)) else ""
     labels = [
-        ("arch", _get(host, "arch")),
-        ("hypervisor", _get(host, "hypervisor")),
-        ("kernel", _get(host, "kernel", "release")),
+        ("arch", dig(host, "arch")),
+        ("hypervisor", dig(host, "hypervisor")),
+        ("kernel", dig(host, "kernel", "release")),
         ("kernel_version", kernel_version),
-        ("kvm_module", _get(host, "kvm", "module")),
-        ("os_id", _get(host, "os", "id")),
-        ("os_version", _get(host, "os", "version")),
-        ("source", _get(host, "source")),
+        ("kvm_module", dig(host, "kvm", "module")),
+        ("os_id", dig(host, "os", "id")),
+        ("os_version", dig(host, "os", "version")),
+        ("source", dig(host, "source")),
         ("target", report.target.value),
         ("version", report.tool_version),
-        ("virtualization", _get(host, "cpu", "virtualization")),
+        ("virtualization", dig(host, "cpu", "virtualization")),
     ]
     return [(name, "" if value is None else value) for name, value in labels]
 
 
-def render(report: Report) -> str:
+class PrometheusRenderer:
+    def render(self, report: Report) -> str:
+        return _render(report)
+
+
+def _render(report: Report) -> str:
     target = ("target", report.target.value)
     out = _Writer()
     ready = report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS)

@@ -7,9 +7,8 @@ as a symbol and a colour, and long text wraps inside its column.
 from __future__ import annotations
 
 import io
-from typing import Optional
+from typing import Any, List, Optional
 
-from kvmready.checks import CATEGORY_ORDER, PRIORITY
 from kvmready.model import STATUS_ORDER, Report, Status, Verdict
 
 STATUS_LOOK = {
@@ -30,7 +29,16 @@ FIX_FIRST = 3  # remediation steps shown under the verdict
 NARROW = 72
 
 
-def render(report: Report, *, width: Optional[int] = None, color: bool = False) -> str:
+class TableRenderer:
+    def __init__(self, *, width: Optional[int] = None, color: bool = False) -> None:
+        self.width = width or 80
+        self.color = color
+
+    def render(self, report: Report) -> str:
+        return _render(report, self.width, self.color)
+
+
+def _render(report: Report, width: int, color: bool) -> str:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -38,7 +46,7 @@ def render(report: Report, *, width: Optional[int] = None, color: bool = False) 
     buffer = io.StringIO()
     console = Console(
         file=buffer,
-        width=width or 80,
+        width=width,
         color_system="standard" if color else None,
         force_terminal=color,
         no_color=not color,
@@ -48,18 +56,17 @@ def render(report: Report, *, width: Optional[int] = None, color: bool = False) 
     )
     console.print(_headline(report), style="bold" if color else None)
     # Below NARROW columns the severity column goes: the result text needs the room.
-    show_severity = (width or 80) >= NARROW
+    show_severity = width >= NARROW
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False, show_edge=False)
     # Fixed widths spare rich measuring every cell (a quarter of the render time).
-    widths = _column_widths(report, width or 80, show_severity)
+    widths = _column_widths(report, width, show_severity)
     table.add_column("status", no_wrap=True, width=widths[0])
     table.add_column("check", no_wrap=True, overflow="fold", width=widths[1])
     if show_severity:
         table.add_column("sev", no_wrap=True, width=widths[2])
     table.add_column("result", overflow="fold", width=widths[-1])
-    order = {check_id: index for index, check_id in enumerate(PRIORITY)}
-    for category in CATEGORY_ORDER + tuple(sorted({c.category for c in report.checks} - set(CATEGORY_ORDER))):
-        rows = sorted((c for c in report.checks if c.category == category), key=lambda c: order.get(c.id, len(order)))
+    for category in report.categories + tuple(sorted({c.category for c in report.checks} - set(report.categories))):
+        rows = sorted((c for c in report.checks if c.category == category), key=lambda c: c.rank)
         if not rows:
             continue
         heading = ["", Text(category.upper(), style="bold underline"), ""] + ([""] if show_severity else [])
@@ -81,7 +88,7 @@ def render(report: Report, *, width: Optional[int] = None, color: bool = False) 
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
-def _column_widths(report: Report, width: int, show_severity: bool) -> list:
+def _column_widths(report: Report, width: int, show_severity: bool) -> List[int]:
     status = max(len(label) for label, _ in STATUS_LOOK.values())
     check = max([len("check")] + [len(c.id) for c in report.checks] + [len(c.category) for c in report.checks])
     fixed = [status, check] + ([len("info")] if show_severity else [])
@@ -107,7 +114,7 @@ def _headline(report: Report) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def _fix_first(console, report: Report) -> None:
+def _fix_first(console: Any, report: Report) -> None:
     from rich.table import Table
     from rich.text import Text
 
