@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvmready.checks.base import CheckSpec, errored, failed, passed, warned
+from kvmready.checks.base import CheckSpec, errored, threshold_outcome
 from kvmready.facts.kernel import format_version
 from kvmready.model import Outcome
 
@@ -15,20 +15,19 @@ def check_version(facts, policy) -> Outcome:
         return errored(f"cannot tell the kernel release: {info.error}", evidence)
     if info.version is None:
         return errored(f"cannot parse the kernel release {info.release!r}: it does not start with MAJOR.MINOR", evidence)
-    release = info.release
-    if info.version < policy.min_kernel:
-        return failed(
-            f"Linux {release} is older than {format_version(policy.min_kernel)}: {policy.min_kernel_why}",
-            f"Install a kernel {format_version(policy.min_kernel)} or newer (your distribution's current or HWE kernel) and reboot into it.",
-            evidence,
-        )
-    if info.version < policy.recommended_kernel:
-        return warned(
-            f"Linux {release} works, but {format_version(policy.recommended_kernel)}+ is recommended: {policy.recommended_kernel_why}",
-            f"Upgrade to a kernel {format_version(policy.recommended_kernel)} or newer when you can.",
-            evidence,
-        )
-    return passed(f"Linux {release} (needs {format_version(policy.min_kernel)}+)", evidence)
+    release, minimum, recommended = info.release, format_version(policy.min_kernel), format_version(policy.recommended_kernel)
+    return threshold_outcome(
+        info.version, policy.min_kernel, policy.recommended_kernel, evidence,
+        below_minimum=(
+            f"Linux {release} is older than {minimum}: {policy.min_kernel_why}",
+            f"Install a kernel {minimum} or newer (your distribution's current or HWE kernel) and reboot into it.",
+        ),
+        below_recommended=(
+            f"Linux {release} works, but {recommended}+ is recommended: {policy.recommended_kernel_why}",
+            f"Upgrade to a kernel {recommended} or newer when you can.",
+        ),
+        enough=f"Linux {release} (needs {minimum}+)",
+    )
 
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from kvmready.checks.base import (
     CheckSpec,
     errored,
-    failed,
     gib,
     passed,
+    threshold_outcome,
     unreadable,
     warned,
 )
@@ -24,19 +24,13 @@ def check_cpus(facts, policy) -> Outcome:
     evidence = {"source": CPUINFO, "logical_cpus": count, "minimum": policy.min_cpus, "recommended": policy.recommended_cpus}
     if count is None:
         return errored("cannot count CPUs: /proc/cpuinfo has no processor entries", evidence)
-    if count < policy.min_cpus:
-        return failed(
-            f"{count} logical CPU{'s' if count != 1 else ''}; at least {policy.min_cpus} needed (one for the host, one for a guest)",
-            "Give the machine (or this VM) more CPUs.",
-            evidence,
-        )
-    if count < policy.recommended_cpus:
-        return warned(
-            f"{count} logical CPU{'s' if count != 1 else ''}; {policy.recommended_cpus}+ recommended (a VM with N vCPUs wants N logical CPUs)",
-            "Add CPUs, or give guests fewer vCPUs than the host has.",
-            evidence,
-        )
-    return passed(f"{count} logical CPUs", evidence)
+    cpus = f"{count} logical CPU{'s' if count != 1 else ''}"
+    return threshold_outcome(
+        count, policy.min_cpus, policy.recommended_cpus, evidence,
+        below_minimum=(f"{cpus}; at least {policy.min_cpus} needed (one for the host, one for a guest)", "Give the machine (or this VM) more CPUs."),
+        below_recommended=(f"{cpus}; {policy.recommended_cpus}+ recommended (a VM with N vCPUs wants N logical CPUs)", "Add CPUs, or give guests fewer vCPUs than the host has."),
+        enough=f"{count} logical CPUs",
+    )
 
 
 def check_memory(facts, policy) -> Outcome:
@@ -46,19 +40,12 @@ def check_memory(facts, policy) -> Outcome:
     total = memory.total_bytes
     evidence = memory.evidence()
     evidence.update(minimum_bytes=policy.min_memory_bytes, recommended_bytes=policy.recommended_memory_bytes, thresholds_source=policy.memory_source)
-    if total < policy.min_memory_bytes:
-        return failed(
-            f"{gib(total)} of memory; at least {gib(policy.min_memory_bytes)} needed",
-            "Add memory: every running VM needs its guest memory on top of what the host uses.",
-            evidence,
-        )
-    if total < policy.recommended_memory_bytes:
-        return warned(
-            f"{gib(total)} of memory; {gib(policy.recommended_memory_bytes)} recommended",
-            "Add memory, or give guests small memory sizes.",
-            evidence,
-        )
-    return passed(f"{gib(total)} of memory", evidence)
+    return threshold_outcome(
+        total, policy.min_memory_bytes, policy.recommended_memory_bytes, evidence,
+        below_minimum=(f"{gib(total)} of memory; at least {gib(policy.min_memory_bytes)} needed", "Add memory: every running VM needs its guest memory on top of what the host uses."),
+        below_recommended=(f"{gib(total)} of memory; {gib(policy.recommended_memory_bytes)} recommended", "Add memory, or give guests small memory sizes."),
+        enough=f"{gib(total)} of memory",
+    )
 
 
 def check_disk(facts, policy) -> Outcome:
