@@ -21,7 +21,7 @@ class Interrupted(BaseException):
     """Ctrl-C, on its way to exit 130."""
 
 
-def _on_sigint(signum, frame):
+def _on_sigint(signum: int, frame: object) -> None:
     raise Interrupted
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Dict
 
 SCHEMA_RESOURCE = "report-v1.json"
 
@@ -13,5 +14,6 @@ def schema_text() -> str:
     return files("kvmready.schemas").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
 
 
-def schema() -> dict:
-    return json.loads(schema_text())
+def schema() -> Dict[str, Any]:
+    document: Dict[str, Any] = json.loads(schema_text())
+    return document

@@ -21,7 +21,7 @@ import json
 import posixpath
 import tarfile
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Tuple, cast
 
 from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError
 from kvmready.model import TIMESTAMP_FORMAT
@@ -172,7 +172,7 @@ MAX_UNCOMPRESSED_BYTES = MAX_TOTAL_BYTES + MAX_MANIFEST_BYTES + 4 * 512 * (MAX_M
 class _Bounded:
     """The decompressed stream for tarfile: no read or seek past MAX_UNCOMPRESSED_BYTES, whatever a header claims."""
 
-    def __init__(self, stream, path: str) -> None:
+    def __init__(self, stream: gzip.GzipFile, path: str) -> None:
         self._stream, self._path = stream, path
 
     def _over(self) -> SnapshotError:
@@ -199,7 +199,7 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
     total = 0
     try:
         bounded = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb"), path)
-        with tarfile.open(fileobj=bounded, mode="r:") as archive:
+        with tarfile.open(fileobj=cast(IO[bytes], bounded), mode="r:") as archive:
             for count, member in enumerate(_members(archive), 1):
                 if count > MAX_MEMBERS:
                     raise SnapshotError(f"{path}: more than {MAX_MEMBERS} members; not a kvmready snapshot")
@@ -242,7 +242,7 @@ def _read_bounded(path: str) -> bytes:
     return data
 
 
-def _members(archive: tarfile.TarFile):
+def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     while True:
         member = archive.next()
         if member is None:

@@ -42,7 +42,7 @@ PVM_GUESTS = "kvm_pvm (pagetable-based paravirtual KVM) runs only PVM-enabled Li
 
 
 def hypervisor_label(name: Optional[str]) -> str:
-    return "an unidentified hypervisor" if name in (None, "unknown") else name
+    return "an unidentified hypervisor" if name is None or name == "unknown" else name
 
 
 def expose_nested(hypervisor: Optional[str]) -> str:

@@ -8,27 +8,32 @@ whichever hypervisor starts a VM first holds it and the other gets EBUSY.
 
 from __future__ import annotations
 
-from typing import List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from kvmready.checks.base import CheckSpec, errored, passed, warned
 from kvmready.facts.modules import HARDWARE_KVM_MODULES
 from kvmready.model import Outcome
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
+
 
 VIRT_AT_LOAD_SINCE = (6, 12, 0)
 VIRTUALBOX_MODULES = ("vboxdrv", "vboxnetflt", "vboxnetadp", "vboxpci")
 VMWARE_LEGACY_MODULES = ("vmmon", "vmnet")
 
 
-def _loaded(facts, names) -> List[str]:
+def _loaded(facts: Facts, names: Sequence[str]) -> List[str]:
     return [name for name in names if facts.modules.has(name)]
 
 
-def _virt_at_load(facts) -> dict:
+def _virt_at_load(facts: Facts) -> Dict[str, Any]:
     """Whether KVM holds VT-x/AMD-V from module load, with what shows it."""
     version = facts.kernel.version
     params = facts.module_params("kvm") if facts.modules.has("kvm") else None
     value = params.get("enable_virt_at_load") if params else None
-    if value is not None:
+    if params is not None and value is not None:
         holds = params.flag("enable_virt_at_load")
     else:  # the parameter exists only from 6.12 on, where it defaults to Y
         holds = bool(version and version >= VIRT_AT_LOAD_SINCE and params is not None and not params.error)
@@ -41,20 +46,20 @@ def _virt_at_load(facts) -> dict:
     }
 
 
-def _ebusy(facts) -> bool:
+def _ebusy(facts: Facts) -> bool:
     live = facts.live
     error = live.kvm.create_vm_error if live else None
     return bool(error and error.errno_name == "EBUSY")
 
 
-def _unknown_modules(facts):
+def _unknown_modules(facts: Facts) -> Optional[Outcome]:
     table = facts.modules
     if table.known:
         return None
     return errored("cannot tell which drivers are loaded: neither /proc/modules nor /sys/module could be read", {"sources": table.sources()})
 
 
-def check_virtualbox(facts, policy) -> Outcome:
+def check_virtualbox(facts: Facts, policy: Policy) -> Outcome:
     unknown = _unknown_modules(facts)
     if unknown:
         return unknown
@@ -91,7 +96,7 @@ def check_virtualbox(facts, policy) -> Outcome:
     )
 
 
-def check_vmware_vmmon(facts, policy) -> Outcome:
+def check_vmware_vmmon(facts: Facts, policy: Policy) -> Outcome:
     unknown = _unknown_modules(facts)
     if unknown:
         return unknown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Dict
+
 from kvmready.checks import advice
 from kvmready.checks.base import (
     CheckSpec,
@@ -13,17 +15,22 @@ from kvmready.checks.base import (
     warn_or_fail,
     warned,
 )
-from kvmready.facts.cpuinfo import CPUINFO
+from kvmready.facts.cpuinfo import CPUINFO, CpuInfo
 from kvmready.facts.modules import HARDWARE_KVM_MODULES
 from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Outcome, Target
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
+
 
 KVM_ARCHES = ("x86_64", "aarch64", "s390x", "ppc64le", "ppc64", "riscv64", "loongarch64")
 X86_VENDORS_WITH_VMX = ("GenuineIntel", "CentaurHauls", "  Shanghai  ")
 X86_VENDORS_WITH_SVM = ("AuthenticAMD", "HygonGenuine")
 
 
-def check_arch(facts, policy) -> Outcome:
+def check_arch(facts: Facts, policy: Policy) -> Outcome:
     arch = facts.arch
     evidence = arch.evidence()
     if arch.name is None:
@@ -45,9 +52,9 @@ def check_arch(facts, policy) -> Outcome:
     )
 
 
-def check_virtualization(facts, policy) -> Outcome:
+def check_virtualization(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("the CPU's virtualization support", CPUINFO, cpu.error)
     arch = facts.arch.name
     evidence = cpu.evidence()
@@ -68,7 +75,7 @@ def check_virtualization(facts, policy) -> Outcome:
     return _missing_extension(facts, policy, evidence)
 
 
-def _visible_extension(cpu, extension: str, evidence: dict) -> Outcome:
+def _visible_extension(cpu: CpuInfo, extension: str, evidence: Dict[str, Any]) -> Outcome:
     name = "VT-x" if extension == "vmx" else "AMD-V"
     count = cpu.vmx_cpus if extension == "vmx" else cpu.svm_cpus
     if count < cpu.flag_lines:
@@ -81,7 +88,7 @@ def _visible_extension(cpu, extension: str, evidence: dict) -> Outcome:
     return passed(f"{name} ({extension}) on all {count} CPUs", evidence)
 
 
-def _missing_extension(facts, policy, evidence: dict) -> Outcome:
+def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -> Outcome:
     cpu = facts.cpu
     must = policy.needs_hardware_virtualization
     modules = facts.modules
@@ -131,7 +138,7 @@ def _missing_extension(facts, policy, evidence: dict) -> Outcome:
     )
 
 
-def _non_x86_virtualization(facts, policy, arch: str, evidence: dict) -> Outcome:
+def _non_x86_virtualization(facts: Facts, policy: Policy, arch: str, evidence: Dict[str, Any]) -> Outcome:
     if policy.target is Target.WORKSTATION:
         return skipped(f"not applicable on {arch}: Workstation needs x86_64 (see cpu.arch)", evidence)
     cpu = facts.cpu
@@ -157,9 +164,9 @@ def _non_x86_virtualization(facts, policy, arch: str, evidence: dict) -> Outcome
     )
 
 
-def check_hardware_mmu(facts, policy) -> Outcome:
+def check_hardware_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("EPT/NPT support", CPUINFO, cpu.error)
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}")
@@ -173,10 +180,10 @@ def check_hardware_mmu(facts, policy) -> Outcome:
     return skipped("no VT-x/AMD-V visible, so no EPT/NPT to check (see cpu.virtualization)")
 
 
-def _intel_mmu(facts, policy) -> Outcome:
+def _intel_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     features = cpu.vmx_features
-    evidence = {"vmx_flags_line": sorted(features) if features is not None else None}
+    evidence: Dict[str, Any] = {"vmx_flags_line": sorted(features) if features is not None else None}
     hw_ept = ("ept" in features) if features is not None else ("ept" in cpu.flags or None)
     hw_ug = ("unrestricted_guest" in features) if features is not None else None
     params = facts.module_params("kvm_intel") if facts.modules.has("kvm_intel") else None
@@ -202,7 +209,7 @@ def _intel_mmu(facts, policy) -> Outcome:
     return warned("cannot confirm EPT and unrestricted guest: no `vmx flags` line and kvm_intel parameters unreadable", "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.8+ that prints `vmx flags`.", evidence)
 
 
-def _amd_mmu(facts, policy) -> Outcome:
+def _amd_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     hw_npt = "npt" in cpu.flags
     params = facts.module_params("kvm_amd") if facts.modules.has("kvm_amd") else None
@@ -222,9 +229,9 @@ VM_CR_LOCK = 1 << 3
 VM_CR_SVMDIS = 1 << 4
 
 
-def check_firmware(facts, policy) -> Outcome:
+def check_firmware(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("the firmware's virtualization setting", CPUINFO, cpu.error)
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}")
@@ -257,6 +264,8 @@ def check_firmware(facts, policy) -> Outcome:
         if reading.error.errno_name == "ENOENT":
             return skipped(f"cannot read {register}: {reading.path} is missing (`modprobe msr` would create it; kvmready never loads modules)", evidence)
         return skipped(f"cannot read {register} through {reading.path}: {reading.error.message} ({reading.error.errno_name})", evidence)
+    if reading.value is None:
+        return skipped(f"the MSR reading at {reading.path} recorded no value", evidence)
     if reading.register == 0x3A:
         return _feature_control(reading.value, evidence)
     return _vm_cr(reading.value, evidence)
@@ -281,9 +290,9 @@ def _vm_cr(value: int, evidence: dict) -> Outcome:
     return passed("firmware enables AMD-V (VM_CR.SVMDIS=0)", evidence)
 
 
-def check_timekeeping(facts, policy) -> Outcome:
+def check_timekeeping(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("the TSC's behaviour", CPUINFO, cpu.error)
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Dict
+
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
 from kvmready.facts.devices import TUN as TUN_PATH
 from kvmready.facts.devices import VHOST_NET as VHOST_NET_PATH
 from kvmready.model import Outcome
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
+
 
 # Kernel drivers of render nodes: real GPUs and virtual GPUs of an outer hypervisor;
 # anything else (vgem, vkms, simpledrm) renders in software.
@@ -13,7 +20,7 @@ HARDWARE_GPU_DRIVERS = ("i915", "xe", "amdgpu", "radeon", "nouveau", "nvidia", "
 VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo", "bochs-drm", "bochs_drm", "cirrus", "hyperv_drm")
 
 
-def _device_check(facts, path: str, module: str, purpose: str, optional: bool = False) -> Outcome:
+def _device_check(facts: Facts, path: str, module: str, purpose: str, optional: bool = False) -> Outcome:
     """`optional`: guests work without it, only slower, so its absence is a warning."""
     node = facts.devices.get(path)
     evidence = node.evidence()
@@ -36,18 +43,18 @@ def _device_check(facts, path: str, module: str, purpose: str, optional: bool = 
     return passed(f"{path} is present ({purpose})", evidence)
 
 
-def check_tun(facts, policy) -> Outcome:
+def check_tun(facts: Facts, policy: Policy) -> Outcome:
     return _device_check(facts, TUN_PATH, "tun", "bridged and NAT networking for guests")
 
 
-def check_vhost_net(facts, policy) -> Outcome:
+def check_vhost_net(facts: Facts, policy: Policy) -> Outcome:
     return _device_check(facts, VHOST_NET_PATH, "vhost_net", "in-kernel virtio-net acceleration", optional=True)
 
 
-def check_render_node(facts, policy) -> Outcome:
+def check_render_node(facts: Facts, policy: Policy) -> Outcome:
     devices = facts.devices
     nodes = devices.render_nodes
-    evidence = {"render_nodes": [node.to_dict() for node in nodes]}
+    evidence: Dict[str, Any] = {"render_nodes": [node.to_dict() for node in nodes]}
     if not nodes:
         if devices.render_error and facts.dev_uncaptured:
             return skipped("not captured: the tree has neither /dev/dri nor /sys/class/drm", evidence)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Tuple
+
 from kvmready.checks import advice
 from kvmready.checks.base import (
     CheckSpec,
@@ -12,6 +14,12 @@ from kvmready.checks.base import (
 )
 from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Outcome, Target
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.facts.hypervisor import HypervisorInfo
+    from kvmready.targets import Policy
+
 
 # os-release ID -> VERSION_ID values (or major versions) listed as Workstation hosts.
 # Sources: Broadcom KB 80807 (Workstation 17.x host list: Ubuntu, RHEL, CentOS,
@@ -28,7 +36,7 @@ WORKSTATION_HOST_OSES = {
 WORKSTATION_HOST_OSES_SOURCE = "Broadcom KB 80807 and the Workstation 25H2 release notes"
 
 
-def check_hypervisor(facts, policy) -> Outcome:
+def check_hypervisor(facts: Facts, policy: Policy) -> Outcome:
     info = facts.hypervisor
     evidence = info.evidence()
     if not info.is_guest:
@@ -43,7 +51,7 @@ def check_hypervisor(facts, policy) -> Outcome:
             evidence,
         )
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("whether nested virtualization is exposed", "/proc/cpuinfo", cpu.error, evidence)
     extension, exposed, fix = _nested_exposure(facts, info)
     evidence["nested_exposed"] = exposed
@@ -66,7 +74,7 @@ def check_hypervisor(facts, policy) -> Outcome:
     )
 
 
-def _nested_exposure(facts, info):
+def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, bool, str]:
     """(the extension's name on this architecture, whether this VM sees it, how to expose it)."""
     arch = facts.arch.name
     virtualization = facts.cpu.virtualization
@@ -80,7 +88,7 @@ def _nested_exposure(facts, info):
     return "hardware virtualization", exposed, advice.GENERIC_NESTED
 
 
-def check_distribution(facts, policy) -> Outcome:
+def check_distribution(facts: Facts, policy: Policy) -> Outcome:
     info = facts.os
     evidence = info.evidence()
     if info.error:

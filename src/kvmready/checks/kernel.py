@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvmready.checks.base import CheckSpec, errored, threshold_outcome
 from kvmready.facts.kernel import format_version
 from kvmready.model import Outcome
 
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
 
-def check_version(facts, policy) -> Outcome:
+
+
+def check_version(facts: Facts, policy: Policy) -> Outcome:
     info = facts.kernel
     evidence = info.evidence()
     evidence.update(minimum=format_version(policy.min_kernel), recommended=format_version(policy.recommended_kernel))

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Dict
+
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
 from kvmready.facts.modules import HARDWARE_KVM_MODULES, PROC_MODULES
 from kvmready.kvmabi import KVM_DEVICE as KVM
 from kvmready.model import Outcome
 
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
+
+
 VENDOR_MODULES = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
 
 
-def _vendor_module(facts) -> str:
+def _vendor_module(facts: Facts) -> str:
     vendor = getattr(facts.cpu, "vendor", None)
     return VENDOR_MODULES.get(vendor or "", "kvm_intel or kvm_amd")
 
 
-def check_module(facts, policy) -> Outcome:
+def check_module(facts: Facts, policy: Policy) -> Outcome:
     table = facts.modules
-    evidence = {"sources": table.sources()}
+    evidence: Dict[str, Any] = {"sources": table.sources()}
     if not table.known:
         return errored(
             f"cannot tell which modules are loaded: {PROC_MODULES} ({table.proc_modules_error}) and "
@@ -26,9 +33,10 @@ def check_module(facts, policy) -> Outcome:
             evidence,
         )
     provider = facts.kvm_module
-    if provider is not None:
-        module = table.get(provider)
-        evidence.update(module=module.to_dict(), kvm=table.get("kvm").to_dict() if table.has("kvm") else None)
+    module = table.get(provider) if provider is not None else None
+    if provider is not None and module is not None:
+        kvm = table.get("kvm")
+        evidence.update(module=module.to_dict(), kvm=kvm.to_dict() if kvm is not None else None)
         how = "built into the kernel" if module.builtin else f"loaded ({module.state})"
         if provider == "kvm" and facts.arch.name in ("x86_64", "i686"):
             wanted = _vendor_module(facts)
@@ -54,27 +62,28 @@ def check_module(facts, policy) -> Outcome:
     )
 
 
-def check_device(facts, policy) -> Outcome:
+def check_device(facts: Facts, policy: Policy) -> Outcome:
     devices = facts.devices
     node = devices.get(KVM)
     evidence = node.evidence()
     if node.error:
         return errored(f"cannot stat {KVM}: {node.error}", evidence)
-    if not node.present:
+    found = node.node
+    if found is None:
         if facts.dev_uncaptured:
             return skipped("not captured: the tree has no /dev; kvm.module tells whether the kernel provides KVM", evidence)
         return failed(f"{KVM} does not exist", _missing_device_fix(facts), evidence)
     if not node.is_expected_char_device:
-        found = node.node.kind if node.node.kind != "char" else f"char {node.node.major}:{node.node.minor}"
+        kind = found.kind if found.kind != "char" else f"char {found.major}:{found.minor}"
         return failed(
-            f"{KVM} is not the KVM device (found {found}, expected char 10:232)",
+            f"{KVM} is not the KVM device (found {kind}, expected char 10:232)",
             f"Remove the stray {KVM} and let udev recreate it (`sudo rm {KVM} && sudo udevadm trigger`), or reboot.",
             evidence,
         )
-    return passed(f"{KVM} is the KVM character device (10:232, mode {node.node.mode:04o})", evidence)
+    return passed(f"{KVM} is the KVM character device (10:232, mode {found.mode:04o})", evidence)
 
 
-def _missing_device_fix(facts) -> str:
+def _missing_device_fix(facts: Facts) -> str:
     if facts.container.is_container:
         return f"This is a container: start it with `--device {KVM}` (Docker/Podman) so the host's KVM device is passed in."
     if facts.kvm_module is None:
@@ -85,7 +94,7 @@ def _missing_device_fix(facts) -> str:
     )
 
 
-def check_nested(facts, policy) -> Outcome:
+def check_nested(facts: Facts, policy: Policy) -> Outcome:
     module = next((name for name in HARDWARE_KVM_MODULES if facts.modules.has(name)), None)
     if module is None:
         return skipped("no kvm_intel or kvm_amd here, so no nested parameter to read", {"kvm_module": facts.kvm_module})

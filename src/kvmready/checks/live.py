@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from kvmready.checks.base import CheckSpec, failed, passed, skipped
+from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped
 from kvmready.facts import safe
 from kvmready.kvmabi import KVM_API_VERSION
 from kvmready.kvmabi import KVM_DEVICE as KVM
 from kvmready.model import Outcome
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.facts.accounts import Group
+    from kvmready.facts.live import Credentials
+    from kvmready.targets import Policy
+
 
 UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0660", OPTIONS+="static_node=kvm"'
 UDEV_RULE_FILE = "/etc/udev/rules.d/99-kvmready-kvm.rules"
 HYPERVISOR_DRIVERS = ("vboxdrv", "vmmon", "vboxnetflt", "vboxnetadp")
 
 
-def _user(facts) -> dict:
-    credentials = facts.live.credentials
+def _user(facts: Facts) -> Dict[str, Any]:
+    credentials = facts.require_live().credentials
     groups = facts.groups
     return {
         "uid": credentials.uid,
@@ -25,21 +32,22 @@ def _user(facts) -> dict:
     }
 
 
-def check_access(facts, policy) -> Outcome:
-    live = facts.live
+def check_access(facts: Facts, policy: Policy) -> Outcome:
+    live = facts.require_live()
     probe = live.kvm
     node = facts.devices.get(KVM).node
-    evidence = {"device": probe.device, "user": _user(facts), "acl": live.device_acl}
+    user = _user(facts)
+    evidence: Dict[str, Any] = {"device": probe.device, "user": user, "acl": live.device_acl}
     if node is not None:
         evidence.update(owner=node.uid, group=facts.groups.name_of(node.gid), mode=f"{node.mode:04o}")
-    if probe.opened:
-        return passed(f"{evidence['user']['username'] or 'uid ' + str(live.credentials.uid)} can open {KVM} read-write", evidence)
     error = probe.open_error
+    if error is None:
+        return passed(f"{user['username'] or 'uid ' + str(live.credentials.uid)} can open {KVM} read-write", evidence)
     evidence["error"] = error.to_dict()
     if error.errno_name == "ENOENT":
         return failed(f"{KVM} does not exist (see kvm.device)", "Load the KVM module (see kvm.module); it creates the device.", evidence)
     if error.errno_name == "EACCES":
-        return failed(_denied_summary(facts, node), _access_fix(facts, node, evidence), evidence)
+        return failed(_denied_summary(facts), _access_fix(facts, evidence), evidence)
     if error.errno_name == "EPERM":
         return failed(
             f"opening {KVM} is not permitted (EPERM): a device cgroup, seccomp filter or security module forbids it, "
@@ -58,20 +66,23 @@ def check_access(facts, policy) -> Outcome:
     return failed(f"opening {KVM} failed: {error.message} ({error.errno_name})", None, evidence)
 
 
-def _denied_summary(facts, node) -> str:
-    who = facts.live.credentials.username or f"uid {facts.live.credentials.uid}"
+def _denied_summary(facts: Facts) -> str:
+    node = facts.devices.get(KVM).node
+    who = facts.require_live().credentials.username or f"uid {facts.require_live().credentials.uid}"
     if node is None:
         return f"{who} may not open {KVM} (permission denied)"
     return f"{who} may not open {KVM} (owner {node.uid}, group {facts.groups.name_of(node.gid)}, mode {node.mode:04o})"
 
 
-def _access_fix(facts, node, evidence: dict) -> str:
-    credentials = facts.live.credentials
+def _access_fix(facts: Facts, evidence: Dict[str, Any]) -> str:
+    node = facts.devices.get(KVM).node
+    credentials = facts.require_live().credentials
     groups = facts.groups
-    group = groups.by_gid(node.gid) if node is not None else None
-    group_can_write = node is not None and node.mode & 0o060 == 0o060 and node.gid != 0
     steps: List[str] = []
-    if not group_can_write:
+    if node is not None and node.mode & 0o060 == 0o060 and node.gid != 0:  # the group may write: only membership is missing
+        group = groups.by_gid(node.gid)
+        group_name = group.name if group else str(node.gid)
+    else:
         steps.append(
             f"give the kvm group read-write access with a udev rule: "
             f"`echo '{UDEV_RULE}' | sudo tee {UDEV_RULE_FILE}` then "
@@ -79,8 +90,6 @@ def _access_fix(facts, node, evidence: dict) -> str:
             "(create the group first if needed: `sudo groupadd --system kvm`)"
         )
         group_name = "kvm"
-    else:
-        group_name = group.name if group else str(node.gid)
     target = groups.by_name.get(group_name)
     member_on_disk = _listed_member(target, credentials)
     in_session = target is not None and (target.gid in credentials.groups or target.gid == credentials.gid)
@@ -95,26 +104,26 @@ def _access_fix(facts, node, evidence: dict) -> str:
     return " ".join(f"{index}. {step[0].upper()}{step[1:]}." for index, step in enumerate(steps, 1))
 
 
-def _listed_member(group, credentials) -> bool:
+def _listed_member(group: Optional[Group], credentials: Credentials) -> bool:
     """In the group by /etc/group's member list, or as the primary group."""
     if group is None:
         return False
     return bool(credentials.username and credentials.username in group.members) or group.gid == credentials.gid
 
 
-def _needs_open(facts) -> Optional[Outcome]:
-    probe = facts.live.kvm
-    if not probe.opened:
-        return skipped(f"needs {KVM} open, which failed (see kvm.access)", {"error": probe.open_error.to_dict()})
+def _needs_open(facts: Facts) -> Optional[Outcome]:
+    error = facts.require_live().kvm.open_error
+    if error is not None:
+        return skipped(f"needs {KVM} open, which failed (see kvm.access)", {"error": error.to_dict()})
     return None
 
 
-def check_api(facts, policy) -> Outcome:
+def check_api(facts: Facts, policy: Policy) -> Outcome:
     blocked = _needs_open(facts)
     if blocked:
         return blocked
-    probe = facts.live.kvm
-    evidence = {"ioctl": "KVM_GET_API_VERSION", "device": probe.device}
+    probe = facts.require_live().kvm
+    evidence: Dict[str, Any] = {"ioctl": "KVM_GET_API_VERSION", "device": probe.device}
     if probe.api_error:
         evidence["error"] = probe.api_error.to_dict()
         return failed(
@@ -132,12 +141,12 @@ def check_api(facts, policy) -> Outcome:
     return passed(f"KVM API version {KVM_API_VERSION}", evidence)
 
 
-def check_capabilities(facts, policy) -> Outcome:
+def check_capabilities(facts: Facts, policy: Policy) -> Outcome:
     blocked = _needs_open(facts) or _needs_api(facts)
     if blocked:
         return blocked
-    probe = facts.live.kvm
-    evidence = {
+    probe = facts.require_live().kvm
+    evidence: Dict[str, Any] = {
         "ioctl": "KVM_CHECK_EXTENSION",
         "scope": probe.capability_scope,
         "values": dict(sorted(probe.capabilities.items())),
@@ -161,22 +170,24 @@ def check_capabilities(facts, policy) -> Outcome:
     )
 
 
-def _needs_api(facts) -> Optional[Outcome]:
-    probe = facts.live.kvm
+def _needs_api(facts: Facts) -> Optional[Outcome]:
+    probe = facts.require_live().kvm
     if probe.api_error or probe.api_version != KVM_API_VERSION:
         return skipped("needs a working KVM API (see kvm.api)")
     return None
 
 
-def check_create_vm(facts, policy) -> Outcome:
+def check_create_vm(facts: Facts, policy: Policy) -> Outcome:
     blocked = _needs_open(facts) or _needs_api(facts)
     if blocked:
         return blocked
-    probe = facts.live.kvm
-    evidence = {"ioctl": "KVM_CREATE_VM", "device": probe.device}
+    probe = facts.require_live().kvm
+    evidence: Dict[str, Any] = {"ioctl": "KVM_CREATE_VM", "device": probe.device}
     if probe.vm_created:
         return passed("KVM_CREATE_VM created a VM", evidence)
     error = probe.create_vm_error
+    if error is None:
+        return errored("the KVM probe neither created a VM nor recorded why not", evidence)
     evidence["error"] = error.to_dict()
     if error.errno_name == "EBUSY":
         # The module list only adds names here; EBUSY is the proof either way.
@@ -200,8 +211,8 @@ def check_create_vm(facts, policy) -> Outcome:
     return failed(f"KVM_CREATE_VM failed: {error.message} ({error.errno_name})", fixes.get(error.errno_name), evidence)
 
 
-def check_guest(facts, policy) -> Outcome:
-    probe = facts.live.kvm
+def check_guest(facts: Facts, policy: Policy) -> Outcome:
+    probe = facts.require_live().kvm
     blocked = _needs_open(facts) or _needs_api(facts)
     if blocked:
         return blocked
@@ -214,11 +225,13 @@ def check_guest(facts, policy) -> Outcome:
             {"error": probe.guest_error.to_dict()},
         )
     guest = probe.guest
+    if guest is None:
+        return errored("the KVM probe created a VM but recorded no guest run", {"vm_created": True})
     evidence = guest.to_dict()
     evidence["duration_ms"] = round(guest.duration_ns / 1e6, 3)
     if guest.ok:
         return passed(
-            f"a real-mode guest wrote 0x{guest.byte:02X} ('{chr(guest.byte)}') to port 0x{guest.port:x} and halted "
+            f"a real-mode guest wrote 0x{guest.byte or 0:02X} ('{chr(guest.byte or 0)}') to port 0x{guest.port or 0:x} and halted "
             f"in {guest.duration_ns / 1e6:.2f} ms ({guest.runs} KVM_RUN calls)",
             evidence,
         )

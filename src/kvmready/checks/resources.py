@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvmready.checks.base import (
     CheckSpec,
     errored,
@@ -15,10 +17,15 @@ from kvmready.facts.cpuinfo import CPUINFO
 from kvmready.facts.memory import MEMINFO
 from kvmready.model import Outcome
 
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
 
-def check_cpus(facts, policy) -> Outcome:
+
+
+def check_cpus(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    if not cpu.readable:
+    if cpu.error is not None:
         return unreadable("the number of CPUs", CPUINFO, cpu.error)
     count = cpu.logical_cpus
     evidence = {"source": CPUINFO, "logical_cpus": count, "minimum": policy.min_cpus, "recommended": policy.recommended_cpus}
@@ -33,11 +40,11 @@ def check_cpus(facts, policy) -> Outcome:
     )
 
 
-def check_memory(facts, policy) -> Outcome:
+def check_memory(facts: Facts, policy: Policy) -> Outcome:
     memory = facts.memory
-    if memory.error:
-        return unreadable("the memory size", MEMINFO, memory.error)
     total = memory.total_bytes
+    if memory.error or total is None:
+        return unreadable("the memory size", MEMINFO, memory.error or "no MemTotal")
     evidence = memory.evidence()
     evidence.update(minimum_bytes=policy.min_memory_bytes, recommended_bytes=policy.recommended_memory_bytes, thresholds_source=policy.memory_source)
     return threshold_outcome(
@@ -48,13 +55,13 @@ def check_memory(facts, policy) -> Outcome:
     )
 
 
-def check_disk(facts, policy) -> Outcome:
-    usage = facts.live.disk
+def check_disk(facts: Facts, policy: Policy) -> Outcome:
+    usage = facts.require_live().disk
     if usage is None:
         return errored("the VM folder was not measured")
     evidence = usage.to_dict()
     evidence["recommended_free_bytes"] = policy.recommended_free_disk_bytes
-    if usage.error:
+    if usage.error or usage.free_bytes is None:
         return errored(f"cannot measure free space at {usage.measured_at}: {usage.error}", evidence)
     where = usage.path if usage.measured_at == usage.path else f"{usage.path} (not created yet; measured {usage.measured_at})"
     if usage.free_bytes < policy.recommended_free_disk_bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvmready.checks.base import CheckSpec, errored, passed, skipped, warned
 from kvmready.model import Outcome
 
@@ -12,8 +14,13 @@ MOK_STEPS = (
     "sha256 MOK.priv MOK.der $(modinfo -n vmnet)`) again after every rebuild."
 )
 
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
 
-def check_secure_boot(facts, policy) -> Outcome:
+
+
+def check_secure_boot(facts: Facts, policy: Policy) -> Outcome:
     info = facts.firmware
     evidence = info.secure_boot_evidence()
     if info.uefi is None:
@@ -32,7 +39,7 @@ def check_secure_boot(facts, policy) -> Outcome:
     )
 
 
-def check_lockdown(facts, policy) -> Outcome:
+def check_lockdown(facts: Facts, policy: Policy) -> Outcome:
     info = facts.firmware
     evidence = info.lockdown_evidence()
     if info.lockdown is None:

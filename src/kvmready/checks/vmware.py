@@ -8,6 +8,8 @@ defines them runs here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
 from kvmready import vmware_caps
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, passed, skipped, warned
@@ -21,8 +23,13 @@ TOOLS_FEATURES = (
     "shared folders, graceful shutdown, the absolute mouse (vmmouse) and the VMware pseudo performance counters"
 )
 
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
+    from kvmready.targets import Policy
 
-def check_backdoor(facts, policy) -> Outcome:
+
+
+def check_backdoor(facts: Facts, policy: Policy) -> Outcome:
     if facts.arch.name not in ("x86_64", "i686"):
         return skipped(f"not applicable on {facts.arch.name}: the VMware backdoor is an x86 interface")
     per_vm = _per_vm_capabilities(facts)
@@ -55,13 +62,13 @@ def check_backdoor(facts, policy) -> Outcome:
     )
 
 
-def _per_vm_capabilities(facts):
+def _per_vm_capabilities(facts: Facts) -> Optional[Outcome]:
     kernel = facts.kernel
     defined = vmware_caps.capabilities_for(kernel.version)
     if not defined:
         return None
     live = facts.live
-    evidence = {
+    evidence: Dict[str, Any] = {
         "kernel": kernel.release,
         "defined": {cap.name: {"number": cap.number, "since": format_version(cap.first_release)} for cap in defined},
     }

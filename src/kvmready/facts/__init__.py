@@ -7,7 +7,7 @@ every check that needs that fact reports `error` with it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from kvmready.facts import (
     accounts,
@@ -24,10 +24,24 @@ from kvmready.facts import (
 from kvmready.facts.live import LiveFacts
 from kvmready.host import Host, ReadError
 
+if TYPE_CHECKING:
+    from kvmready.facts.accounts import GroupTable
+    from kvmready.facts.container import ContainerInfo
+    from kvmready.facts.cpuinfo import CpuInfo
+    from kvmready.facts.devices import DeviceFacts
+    from kvmready.facts.firmware import FirmwareInfo
+    from kvmready.facts.hypervisor import HypervisorInfo
+    from kvmready.facts.kernel import ArchInfo, KernelInfo
+    from kvmready.facts.memory import MemoryInfo
+    from kvmready.facts.modules import ModuleParams, ModuleTable
+    from kvmready.facts.osinfo import OsInfo
+
 HOSTNAME = "/proc/sys/kernel/hostname"
 
+T = TypeVar("T")
 
-def safe(compute: Callable[[], Any]) -> Any:
+
+def safe(compute: Callable[[], T]) -> Optional[T]:
     """The value, or None when computing it raised: for facts that only add detail."""
     try:
         return compute()
@@ -49,9 +63,9 @@ class Facts:
         self.captured_live = captured_live
         self.vm_dir = vm_dir
         self._offline_reason = offline_reason
-        self._memo: Dict[str, Any] = {}
+        self._memo: Dict[str, Tuple[bool, Any]] = {}
 
-    def _get(self, key: str, compute: Callable[[], Any]) -> Any:
+    def _get(self, key: str, compute: Callable[[], T]) -> T:
         if key not in self._memo:
             try:
                 self._memo[key] = (True, compute())
@@ -60,45 +74,46 @@ class Facts:
         ok, value = self._memo[key]
         if not ok:
             raise value
-        return value
+        result: T = value
+        return result
 
     # -- static facts, from the host's files --------------------------------
     @property
-    def cpu(self) -> cpuinfo.CpuInfo:
+    def cpu(self) -> CpuInfo:
         return self._get("cpu", lambda: cpuinfo.collect(self.host))
 
     @property
-    def kernel(self) -> kernel.KernelInfo:
+    def kernel(self) -> KernelInfo:
         return self._get("kernel", lambda: kernel.collect(self.host))
 
     @property
-    def arch(self) -> kernel.ArchInfo:
-        def compute() -> kernel.ArchInfo:
+    def arch(self) -> ArchInfo:
+        def compute() -> ArchInfo:
             return kernel.detect_arch(self.host, safe(lambda: self.cpu.arch_hint), safe(lambda: self.kernel.release))
 
         return self._get("arch", compute)
 
     @property
-    def modules(self) -> modules.ModuleTable:
+    def modules(self) -> ModuleTable:
         return self._get("modules", lambda: modules.collect(self.host))
 
-    def module_params(self, name: str) -> modules.ModuleParams:
+    def module_params(self, name: str) -> ModuleParams:
         return self._get(f"params:{name}", lambda: modules.read_params(self.host, name))
 
     @property
-    def devices(self) -> devices.DeviceFacts:
+    def devices(self) -> DeviceFacts:
         return self._get("devices", lambda: devices.collect(self.host))
 
     @property
-    def memory(self) -> memory.MemoryInfo:
+    def memory(self) -> MemoryInfo:
         return self._get("memory", lambda: memory.collect(self.host))
 
     @property
-    def os(self) -> osinfo.OsInfo:
+    def os(self) -> OsInfo:
         return self._get("os", lambda: osinfo.collect(self.host))
 
     @property
-    def hypervisor(self) -> hypervisor.HypervisorInfo:
+    def hypervisor(self) -> HypervisorInfo:
         flag = safe(lambda: "hypervisor" in self.cpu.flags) or False
         return self._get("hypervisor", lambda: hypervisor.collect(self.host, flag, self.cpuid_signature))
 
@@ -107,20 +122,26 @@ class Facts:
         """CPUID leaf 0x40000000 of the machine itself (live or captured); None when unknown."""
         if self.captured_live is not None:
             return self.captured_live.cpuid_signature
-        if self.live_system is None:
+        system = self.live_system
+        if system is None:
             return None
-        return self._get("cpuid", lambda: self.live_system.cpuid_signature())
+
+        def ask() -> Optional[str]:
+            signature: Optional[str] = system.cpuid_signature()
+            return signature
+
+        return self._get("cpuid", ask)
 
     @property
-    def firmware(self) -> firmware.FirmwareInfo:
+    def firmware(self) -> FirmwareInfo:
         return self._get("firmware", lambda: firmware.collect(self.host))
 
     @property
-    def container(self) -> container.ContainerInfo:
+    def container(self) -> ContainerInfo:
         return self._get("container", lambda: container.collect(self.host))
 
     @property
-    def groups(self) -> accounts.GroupTable:
+    def groups(self) -> GroupTable:
         return self._get("groups", lambda: accounts.collect(self.host))
 
     @property
@@ -165,6 +186,13 @@ class Facts:
             return live.probe(self.live_system, vendor=vendor, vm_dir=self.vm_dir, extra_capabilities=extra)
 
         return self._get("live", compute)
+
+    def require_live(self) -> LiveFacts:
+        """The live facts, for the checks that run only where there are some (the runner skips them elsewhere)."""
+        live = self.live
+        if live is None:
+            raise RuntimeError(f"no live facts here: {self.offline_reason}")
+        return live
 
     @property
     def dev_uncaptured(self) -> bool:

@@ -4,7 +4,7 @@ Both decide whether out-of-tree modules (VMware's vmmon/vmnet, VirtualBox's
 vboxdrv) load without being signed with an enrolled key.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -60,7 +60,7 @@ def collect(host: Host) -> FirmwareInfo:
     )
 
 
-def _efi_bool(host: Host, path: str):
+def _efi_bool(host: Host, path: str) -> Tuple[Optional[bool], Optional[str]]:
     """An efivarfs boolean: 4 bytes of attributes, then the value byte."""
     try:
         data = host.read_bytes(path, 64)
@@ -71,7 +71,7 @@ def _efi_bool(host: Host, path: str):
     return data[4] == 1, None
 
 
-def _lockdown(host: Host):
+def _lockdown(host: Host) -> Tuple[Optional[str], Optional[str]]:
     try:
         text = host.read_value(LOCKDOWN)
     except ReadError as exc:

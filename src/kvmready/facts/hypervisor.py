@@ -7,7 +7,7 @@ detect-virt: DMI vendors, Xen interfaces, s390 sysinfo, device tree,
 clocksource, hypervisor-only PCI devices, then the bare `hypervisor` flag.
 """
 
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -24,6 +24,9 @@ AVAILABLE_CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource0/available
 CPUID_SOURCE = "cpuid 0x40000000"
 PCI_DEVICES = "/proc/bus/pci/devices"
 PPC_LPARCFG = "/proc/ppc64/lparcfg"
+
+# Reads one source: its text, or None when it is absent or unreadable.
+Reader = Callable[[str], Optional[str]]
 
 # DMI substrings (matched case-insensitively against vendor/product fields) -> name.
 DMI_VENDORS: Tuple[Tuple[str, str], ...] = (
@@ -98,8 +101,8 @@ class HypervisorInfo(NamedTuple):
     def is_guest(self) -> bool:
         return self.name is not None
 
-    def evidence(self) -> dict:
-        data = {"hypervisor": self.name, "clues": [clue.to_dict() for clue in self.clues]}
+    def evidence(self) -> Dict[str, Any]:
+        data: Dict[str, Any] = {"hypervisor": self.name, "clues": [clue.to_dict() for clue in self.clues]}
         if self.xen_role:
             data["xen_role"] = self.xen_role
         if self.xen_guest_type:
@@ -114,8 +117,8 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     """`cpuid_signature` is the live CPUID leaf 0x40000000 text, when the machine itself was asked."""
     clues: List[Clue] = []
     if cpuid_signature:
-        name = CPUID_SIGNATURES.get(cpuid_signature.strip("\x00 ").strip(), "unknown")
-        clues.append(Clue(CPUID_SOURCE, cpuid_signature.strip("\x00 "), name))
+        signature = cpuid_signature.strip("\x00 ")
+        clues.append(Clue(CPUID_SOURCE, signature, CPUID_SIGNATURES.get(signature.strip(), "unknown")))
     unreadable: List[str] = []
 
     def read(path: str) -> Optional[str]:
@@ -141,7 +144,7 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source)
 
 
-def _xen_guest_type(read, clues: List[Clue]) -> Tuple[Optional[str], Optional[str]]:
+def _xen_guest_type(read: Reader, clues: List[Clue]) -> Tuple[Optional[str], Optional[str]]:
     """PV, HVM or PVH: /sys/hypervisor/guest_type (Linux 4.15+), else inferred.
 
     HVM guests boot through emulated firmware and have DMI tables; a domU
@@ -169,7 +172,7 @@ def _decide(clues: List[Clue]) -> Optional[str]:
     return None
 
 
-def _dmi(read) -> List[Clue]:
+def _dmi(read: Reader) -> List[Clue]:
     clues = []
     values = {name: (read(f"{DMI_DIR}/{name}") or "").strip() for name in DMI_FIELDS}
     vendor, product = values["sys_vendor"].lower(), values["product_name"].lower()
@@ -186,7 +189,7 @@ def _dmi(read) -> List[Clue]:
     return clues
 
 
-def _xen(read, clues: List[Clue]) -> Optional[str]:
+def _xen(read: Reader, clues: List[Clue]) -> Optional[str]:
     sys_type = (read(SYS_HYPERVISOR_TYPE) or "").strip()
     if sys_type:
         clues.append(Clue(SYS_HYPERVISOR_TYPE, sys_type, sys_type.lower()))
@@ -198,7 +201,7 @@ def _xen(read, clues: List[Clue]) -> Optional[str]:
     return role
 
 
-def _sysinfo(read) -> List[Clue]:
+def _sysinfo(read: Reader) -> List[Clue]:
     text = read(PROC_SYSINFO)
     if not text:
         return []
@@ -214,7 +217,7 @@ def _sysinfo(read) -> List[Clue]:
     return []
 
 
-def _device_tree(read) -> List[Clue]:
+def _device_tree(read: Reader) -> List[Clue]:
     clues = []
     hypervisor = (read(DT_HYPERVISOR) or "").replace("\x00", " ").strip()
     if hypervisor:
@@ -229,7 +232,7 @@ def _device_tree(read) -> List[Clue]:
     return clues
 
 
-def _clocksources(read) -> List[Clue]:
+def _clocksources(read: Reader) -> List[Clue]:
     current = (read(CLOCKSOURCE) or "").strip()
     if current in CLOCKSOURCES:
         return [Clue(CLOCKSOURCE, current, CLOCKSOURCES[current])]
@@ -240,7 +243,7 @@ def _clocksources(read) -> List[Clue]:
     return [Clue(CLOCKSOURCE, current, None)] if current else []
 
 
-def _pci(read) -> List[Clue]:
+def _pci(read: Reader) -> List[Clue]:
     text = read(PCI_DEVICES) or ""
     for line in text.splitlines():
         fields = line.split()

@@ -10,7 +10,7 @@ import errno as errno_module
 import os
 import time
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from kvmready.kvmabi import KVM_API_VERSION, KVM_DEVICE
 
@@ -378,7 +378,7 @@ def probe_kvm(system: Any, device: str = KVM_DEVICE, extra_capabilities: Tuple[T
     return KvmProbe(**steps, duration_ns=time.perf_counter_ns() - started)
 
 
-def _run_steps(handle: Any, capabilities, steps: Dict[str, Any]) -> None:
+def _run_steps(handle: Any, capabilities: Sequence[Tuple[str, int]], steps: Dict[str, Any]) -> None:
     try:
         steps["api_version"] = handle.api_version()
     except Exception as error:
@@ -404,7 +404,7 @@ def _run_steps(handle: Any, capabilities, steps: Dict[str, Any]) -> None:
         vm.close()
 
 
-def _query_capabilities(target: Any, capabilities, scope: str, steps: Dict[str, Any]) -> None:
+def _query_capabilities(target: Any, capabilities: Sequence[Tuple[str, int]], scope: str, steps: Dict[str, Any]) -> None:
     values: Dict[str, int] = {}
     numbers: Dict[str, int] = {}
     errors: Dict[str, Failure] = {}

@@ -69,7 +69,7 @@ def _render(report: Report, width: int, color: bool) -> str:
         rows = sorted((c for c in report.checks if c.category == category), key=lambda c: c.rank)
         if not rows:
             continue
-        heading = ["", Text(category.upper(), style="bold underline"), ""] + ([""] if show_severity else [])
+        heading: List[Any] = ["", Text(category.upper(), style="bold underline"), ""] + ([""] if show_severity else [])
         table.add_row(*heading)
         for check in rows:
             label, style = STATUS_LOOK[check.status]
