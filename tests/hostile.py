@@ -837,7 +837,7 @@ HOSTILE: List[Case] = [
     Case("manifest-lists-100k-files", _many_listed, r"the manifest lists /f/0 but the archive lacks it"),
     # the archive path itself
     Case("path-missing", place=missing_path, expect=r"cannot read \(No such file or directory\)"),
-    Case("path-directory", place=directory_path, expect=r"cannot read \(Is a directory\)"),
+    Case("path-directory", place=directory_path, expect=r"a directory; --snapshot reads a \.tar\.gz file, or - for standard input"),
     Case("path-through-a-file", place=through_a_file, expect=r"cannot read \(Not a directory\)"),
     Case("path-symlink-loop", place=symlink_loop, expect=r"cannot read \(Too many levels of symbolic links\)"),
     Case("path-dangling-symlink", place=dangling_symlink, expect=r"cannot read \(No such file or directory\)"),

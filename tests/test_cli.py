@@ -202,10 +202,10 @@ def test_unknown_skip_id_exits_2(tree_factory):
 def test_root_that_is_not_a_directory_exits_2(tmp_path):
     file = tmp_path / "not-a-dir"
     file.write_text("x")
-    for root in (file, tmp_path / "missing"):
+    for root, why in ((file, "not a directory"), (tmp_path / "missing", "no such directory")):
         result = run_cli(["check", "--root", root])
         assert result.exit_code == 2
-        assert "not a directory" in _one_error_line(result)
+        assert _one_error_line(result) == f"kvmready: error: --root {root}: {why}"
 
 
 @pytest.mark.integration  # builds a Host on the real "/" (reads nothing); the unit-test guard forbids that

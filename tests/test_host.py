@@ -65,7 +65,7 @@ def test_a_root_that_is_not_a_directory_is_refused(tmp_path):
     file.write_text("x")
     with pytest.raises(ReadError, match="not a directory"):
         DirectoryHost(str(file))
-    with pytest.raises(ReadError, match="not a directory"):
+    with pytest.raises(ReadError, match="no such directory"):
         DirectoryHost(str(tmp_path / "missing"))
 
 

@@ -6,36 +6,69 @@ only costs time, in passes during the imports and in its sweep at shutdown
 (together about 13 ms of a ~55 ms run).  It is off for the run, and what is
 left is frozen before exit so finalisation skips it.
 
-Ctrl-C: Typer turns KeyboardInterrupt into exit 130 (0.26+) or "Aborted!"
-and exit 1 (older releases).  SIGINT raises `Interrupted` instead, which no
-library catches, so every `finally` still runs (a half-written --output
-temporary file is removed, /dev/kvm closed) and the exit is always 130.
+Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP raise `Stopped` instead of
+killing the process or raising KeyboardInterrupt (which Typer would turn
+into "Aborted!" and exit 1 on older releases).  No library catches it, so
+every `finally` still runs (a half-written --output temporary file is
+removed, /dev/kvm closed).  The handler first ignores further signals, so a
+second Ctrl-C cannot interrupt the cleanup with a traceback.  Ctrl-C exits
+130 with one line; SIGTERM and SIGHUP, after the cleanup, end the process by
+that same signal, as its sender expects.
 """
 
 import gc
+import os
 import signal
 import sys
 
-
-class Interrupted(BaseException):
-    """Ctrl-C, on its way to exit 130."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _on_sigint(signum: int, frame: object) -> None:
-    raise Interrupted
+class Stopped(BaseException):
+    """A stop signal, on its way to exit 130 (SIGINT) or death by the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _ignore_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    _ignore_stop_signals()
+    raise Stopped(signum)
 
 
 def main() -> None:
     gc.disable()
-    signal.signal(signal.SIGINT, _on_sigint)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
     try:
         from kvmready.cli import app
 
         app()
-    except Interrupted:
+    except Stopped as stop:
+        _ignore_stop_signals()
+        _stop(stop.signum)
+    finally:
+        _ignore_stop_signals()  # shutdown is quick; a late signal must not print a traceback from it
+        gc.freeze()
+
+
+def _stop(signum: int) -> None:
+    name = signal.Signals(signum).name
+    try:
+        sys.stderr.write("kvmready: interrupted\n" if signum == signal.SIGINT else f"kvmready: stopped by {name}\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass  # no stderr to tell
+    if signum == signal.SIGINT:
         from kvmready.model import ExitCode
 
-        sys.stderr.write("kvmready: interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
-    finally:
-        gc.freeze()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # only if the signal did not end the process

@@ -13,8 +13,9 @@ from typing import List, Optional
 import typer
 
 from kvmready import __version__
-from kvmready.cli_common import Color, fail_input, terminal_width, use_color, write_output
+from kvmready.cli_common import Color, fail_input, say, terminal_width, use_color, write_output
 from kvmready.model import DEFAULT_VM_DIR, Target
+from kvmready.outfile import STDOUT_NAMES
 from kvmready.render import OutputFormat
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"kvmready {__version__}\n")
+        write_output(f"kvmready {__version__}\n", None)
         raise typer.Exit(0)
 
 
@@ -41,8 +42,8 @@ def _root(
 
 
 def _split(values: Optional[List[str]]) -> List[str]:
-    """`--only a,b --only c` -> [a, b, c]."""
-    return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+    """`--only a,b --only c` -> [a, b, c]; an empty part stays, for the runner to refuse."""
+    return [part.strip() for value in values or () for part in value.split(",")]
 
 
 @app.command()
@@ -65,6 +66,8 @@ def check(
     """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
     from kvmready import orchestration
 
+    if strict and exit_zero:
+        fail_input("--strict and --exit-zero exclude each other: one asks for more failures, the other for none")
     if nfd_prefix is not None:
         from kvmready.render.nfd import prefix_problem
 
@@ -76,11 +79,11 @@ def check(
         report = orchestration.check(facts, target, only=_split(only), skip=_split(skip), strict=strict, exit_zero=exit_zero)
     except orchestration.InputError as error:
         fail_input(str(error))
-    stream_color = use_color(color, sys.stdout) if not output else color is Color.ALWAYS
+    stream_color = use_color(color, sys.stdout) if not output or output in STDOUT_NAMES else color is Color.ALWAYS
     renderer = output_format.renderer(width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix)
     write_output(renderer.render(report), output)
-    if output:
-        sys.stderr.write(f"kvmready: {report.verdict.value} (exit {report.exit_code}); report written to {output}\n")
+    if output and output not in STDOUT_NAMES:
+        say(f"kvmready: {report.verdict.value} (exit {report.exit_code}); report written to {output}")
     raise typer.Exit(report.exit_code)
 
 
@@ -94,7 +97,7 @@ def list_checks(
 
     if output_format not in (OutputFormat.TABLE, OutputFormat.JSON):
         fail_input("`kvmready list` writes table or json")
-    sys.stdout.write(render_list(orchestration.catalog(), as_json=output_format is OutputFormat.JSON))
+    write_output(render_list(orchestration.catalog(), as_json=output_format is OutputFormat.JSON), None)
 
 
 @app.command()
@@ -106,7 +109,7 @@ def explain(check_id: str = typer.Argument(..., metavar="ID", help="A check id, 
     entry = next((entry for entry in orchestration.catalog() if entry["id"] == check_id), None)
     if entry is None:
         fail_input(f"no check {check_id!r}; `kvmready list` shows the ids")
-    sys.stdout.write(render_explanation(entry))
+    write_output(render_explanation(entry), None)
 
 
 @app.command("snapshot")
@@ -116,17 +119,18 @@ def take_snapshot(
 ) -> None:
     """Capture what the checks read on this machine, to judge it elsewhere with `check --snapshot`."""
     from kvmready import orchestration
-    from kvmready.outfile import write_atomically
 
+    to_stdout = output in STDOUT_NAMES
+    if to_stdout and sys.stdout is not None and sys.stdout.isatty():
+        fail_input("the snapshot is a binary .tar.gz: redirect standard output to a file or a pipe, or use -o FILE")
     archive, manifest = orchestration.capture_snapshot(vm_dir)
-    try:
-        write_atomically(output, archive)
-    except OSError as error:
-        fail_input(f"cannot write {output}: {error.strerror or error}")
-    sys.stderr.write(
-        f"kvmready: snapshot of {manifest['hostname'] or 'this host'} written to {output} "
+    write_output(archive, output)
+    where = "standard output" if to_stdout else output
+    withheld = f"; {manifest['withheld']} files over the archive's limits were not stored" if manifest["withheld"] else ""
+    say(
+        f"kvmready: snapshot of {manifest['hostname'] or 'this host'} written to {where} "
         f"({len(archive)} bytes, {len(manifest['files'])} files; {len(orchestration.unreadable(manifest))} paths could not be read, "
-        "listed in its manifest)\n"
+        f"listed in its manifest{withheld})"
     )
 
 
@@ -135,7 +139,7 @@ def schema() -> None:
     """Print the JSON Schema of the report (draft 2020-12)."""
     from kvmready.schema import schema_text
 
-    sys.stdout.write(schema_text())
+    write_output(schema_text(), None)
 
 
 from kvmready import cli_integrations  # noqa: E402  (fleet and Ansible commands)

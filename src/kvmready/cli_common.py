@@ -1,15 +1,17 @@
-"""What every command shares: bad input as one line and exit 2, writing the output, colour."""
+"""What every command shares: one-line messages, bad input as exit 2, writing the output, colour."""
 
 from __future__ import annotations
 
 import enum
 import os
 import sys
-from typing import IO, NoReturn, Optional
+from typing import IO, NoReturn, Optional, Union
 
 import typer
 
 from kvmready.model import ExitCode
+from kvmready.outfile import STDOUT_NAMES, OutputError, write_atomically
+from kvmready.text import printable
 
 
 class Color(str, enum.Enum):
@@ -18,16 +20,28 @@ class Color(str, enum.Enum):
     NEVER = "never"
 
 
+def say(line: str) -> None:
+    """One line for people on stderr, control characters escaped; a closed or full stderr is not an error."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(printable(line) + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def fail_input(message: str) -> NoReturn:
     """Bad input: one clear line on stderr, exit 2, never a traceback."""
-    sys.stderr.write(f"kvmready: error: {message}\n")
+    say(f"kvmready: error: {message}")
     raise typer.Exit(int(ExitCode.USAGE))
 
 
-def use_color(choice: Color, stream: IO[str]) -> bool:
+def use_color(choice: Color, stream: Optional[IO[str]]) -> bool:
     if choice is Color.ALWAYS:
         return True
-    if choice is Color.NEVER or "NO_COLOR" in os.environ:
+    if choice is Color.NEVER or "NO_COLOR" in os.environ or stream is None:
         return False
     return stream.isatty() and os.environ.get("TERM", "") not in ("dumb", "unknown")
 
@@ -38,30 +52,42 @@ def terminal_width() -> int:
     return max(40, shutil.get_terminal_size((80, 24)).columns)
 
 
-def write_output(text: str, output: Optional[str]) -> None:
-    """stdout, or FILE written atomically (temporary file in the same folder, then rename)."""
-    if not output or output == "-":
-        try:
-            # Reports are UTF-8 whatever the locale says; nothing in them can stop the write.
-            data = text.encode("utf-8", "replace")
-            stream = getattr(sys.stdout, "buffer", None)
-            if stream is None:
-                sys.stdout.write(data.decode("utf-8"))
-                sys.stdout.flush()
-            else:
-                sys.stdout.flush()
-                stream.write(data)
-                stream.flush()
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, and keep Python from failing again at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(int(ExitCode.NOT_READY)) from None
-        except OSError as error:
-            fail_input(f"cannot write the report to stdout: {error.strerror or error}")
-        return
-    from kvmready.outfile import write_atomically
+def write_output(content: Union[str, bytes], output: Optional[str]) -> None:
+    """Standard output (also for `-` and `/dev/stdout`), or FILE written atomically.
 
+    A reader that goes away early (`| head`, `| grep -q`) is not an error:
+    the rest is dropped and the command exits with the code it meant to.
+    A closed or full standard output, or a path that cannot take the output,
+    is one line and exit 2.
+    """
+    if not output or output in STDOUT_NAMES:
+        _write_stdout(content)
+        return
     try:
-        write_atomically(output, text)
+        write_atomically(output, content)
+    except OutputError as error:
+        fail_input(str(error))
     except OSError as error:
         fail_input(f"cannot write {output}: {error.strerror or error}")
+
+
+def _write_stdout(content: Union[str, bytes]) -> None:
+    stream = sys.stdout
+    if stream is None:
+        fail_input("cannot write the output: standard output is closed")
+    # Reports are UTF-8 whatever the locale says; nothing in them can stop the write.
+    data = content.encode("utf-8", "replace") if isinstance(content, str) else content
+    try:
+        binary = getattr(stream, "buffer", None)
+        if binary is None:  # a text-only stream (a test runner's): text goes as text
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+        else:
+            stream.flush()
+            binary.write(data)
+            binary.flush()
+    except BrokenPipeError:
+        # Keep Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except OSError as error:
+        fail_input(f"cannot write the output to standard output: {error.strerror or error}")

@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from kvmready.cli_common import write_output
+from kvmready.cli_common import say, write_output
 from kvmready.model import DEFAULT_VM_DIR, Target
 
 
@@ -70,17 +70,17 @@ def fleet_summarize(
         text = FleetTableRenderer(top=10 if top is None else limit).render(summary)
     write_output(text, output)
     if not summary.entries:
-        sys.stderr.write(f"kvmready: error: no readable kvmready report in {summary.files} input file(s)\n")
+        say(f"kvmready: error: no readable kvmready report in {summary.files} input file(s)")
         raise typer.Exit(2)
     if summary.malformed:
-        sys.stderr.write(f"kvmready: {len(summary.malformed)} malformed input(s), listed in the summary\n")
+        say(f"kvmready: {len(summary.malformed)} malformed input(s), listed in the summary")
 
 
 def fleet_schema() -> None:
     """Print the JSON Schema of `kvmready fleet summarize --format json` (draft 2020-12)."""
     from importlib.resources import files
 
-    sys.stdout.write(files("kvmready.schemas").joinpath("fleet-v1.json").read_text(encoding="utf-8"))
+    write_output(files("kvmready.schemas").joinpath("fleet-v1.json").read_text(encoding="utf-8"), None)
 
 
 def ansible_fact(
@@ -96,16 +96,15 @@ def ansible_fact(
     the report says verdict "indeterminate" with an "error" field.
     """
     if print_script:
-        sys.stdout.write(fact_script(target.value, vm_dir))
+        write_output(fact_script(target.value, vm_dir), None)
         return
     from kvmready import orchestration
 
     text = orchestration.ansible_fact(target, vm_dir)
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError:
-        pass  # Ansible went away; there is nobody left to tell
+        write_output(text, None)
+    except typer.Exit:
+        pass  # stdout closed or full: the fact promises exit 0, and there is nobody left to tell
 
 
 def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:

@@ -138,11 +138,23 @@ class DirectoryHost(Host):
     """A host rooted at a directory: the live `/` or a foreign tree."""
 
     def __init__(self, root: str = "/") -> None:
+        if not root:
+            raise ReadError(root, "an empty path names no directory")
         self.root = os.path.realpath(root)
         self.live = self.root == "/"
         self.origin = "/" if self.live else f"--root {root}"
-        if not os.path.isdir(self.root):
-            raise ReadError(root, "not a directory")
+        try:  # one look now, so that an unusable root is one clear error rather than every check's
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.listdir(fd)
+            finally:
+                os.close(fd)
+        except NotADirectoryError:
+            raise ReadError(root, "not a directory") from None
+        except FileNotFoundError:
+            raise ReadError(root, "no such directory") from None
+        except OSError as error:
+            raise ReadError(root, f"cannot be read: {os_reason(error)}") from None
 
     # -- public API --------------------------------------------------------
     def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes:

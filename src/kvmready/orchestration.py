@@ -39,6 +39,8 @@ def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = N
         from kvmready.facts.live import LiveSystem
 
         return Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir=vm_dir)
+    if not root:
+        raise InputError("--root got an empty path; give the directory of a host tree")
     try:
         host = DirectoryHost(root)
     except ReadError as error:
@@ -113,6 +115,7 @@ def capture_snapshot(vm_dir: str, live_system: Any = None, root_host: Optional[H
         "list_errors": dict(sorted(recording.list_errors.items())),
         "nodes": {path: (node.to_dict() if node else None) for path, node in sorted(recording.nodes.items())},
         "node_errors": dict(sorted(recording.node_errors.items())),
+        "withheld": recording.withheld,
         "live": live,
     }
     return write_archive(manifest, recording.files), manifest

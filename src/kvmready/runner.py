@@ -36,14 +36,23 @@ class SelectionError(ValueError):
 
 
 def select(only: Sequence[str] = (), skip: Sequence[str] = ()) -> List[Row]:
-    """Checks by exact id, category (`kvm`) or glob (`kvm.*`), in registry order."""
+    """Checks by exact id, category (`kvm`) or glob (`kvm.*`), in registry order.
+
+    A selector that is empty or matches no check, and a selection that leaves
+    nothing to check, are errors: a verdict over zero checks would say
+    `ready` after checking nothing.
+    """
     _reject_unknown(only, "--only")
     _reject_unknown(skip, "--skip")
-    return [
+    chosen = [
         row
         for row in CHECKS
         if (not only or _matches_any(row.spec.id, only)) and not (skip and _matches_any(row.spec.id, skip))
     ]
+    if not chosen:
+        asked = " ".join([f"--only {','.join(only)}"] * bool(only) + [f"--skip {','.join(skip)}"] * bool(skip))
+        raise SelectionError(f"{asked} leaves no check to run; `kvmready list` shows the ids")
+    return chosen
 
 
 def _matches(check_id: str, pattern: str) -> bool:
@@ -56,6 +65,8 @@ def _matches_any(check_id: str, patterns: Iterable[str]) -> bool:
 
 def _reject_unknown(patterns: Iterable[str], option: str) -> None:
     for pattern in patterns:
+        if not pattern:
+            raise SelectionError(f"{option} got an empty name; give check ids, categories or globs, separated by commas")
         if not any(_matches(check_id, pattern) for check_id in RANKS):
             raise SelectionError(f"{option} {pattern!r} matches no check; `kvmready list` shows the ids")
 

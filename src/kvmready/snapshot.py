@@ -18,7 +18,10 @@ import datetime
 import gzip
 import io
 import json
+import os
 import posixpath
+import stat
+import sys
 import tarfile
 import zlib
 from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Tuple, cast
@@ -58,14 +61,21 @@ def is_private(path: str) -> bool:
     return path.startswith("/proc/") and posixpath.basename(path) in PRIVATE_NAMES
 
 
+# What a capture stores at most, so that its own reader always accepts it (one member is the manifest).
+CAPTURE_MAX_FILES = MAX_MEMBERS - 1
+CAPTURE_MAX_BYTES = MAX_TOTAL_BYTES
+
+
 class RecordingHost(Host):
-    """Wraps the live host and remembers every answer it gave."""
+    """Wraps the live host and remembers every answer it gave, within the archive's limits."""
 
     def __init__(self, inner: Host) -> None:
         self.inner = inner
         self.live = inner.live
         self.origin = inner.origin
         self.files: Dict[str, bytes] = {}
+        self.stored_bytes = 0
+        self.withheld = 0  # files read but not stored: over the limits
         self.read_errors: Dict[str, str] = {}
         self.listings: Dict[str, List[str]] = {}
         self.list_errors: Dict[str, str] = {}
@@ -80,6 +90,12 @@ class RecordingHost(Host):
         except ReadError as error:
             self.read_errors[path] = error.reason
             raise
+        if path not in self.files and (len(self.files) >= CAPTURE_MAX_FILES or self.stored_bytes + len(data) > CAPTURE_MAX_BYTES):
+            self.withheld += 1
+            self.read_errors[path] = f"not stored: a snapshot holds at most {CAPTURE_MAX_FILES} files and {CAPTURE_MAX_BYTES} bytes"
+            return data
+        if path not in self.files:
+            self.stored_bytes += len(data)
         self.files[path] = data
         return data
 
@@ -191,6 +207,16 @@ class _Bounded:
     def tell(self) -> int:
         return self._stream.tell()
 
+    def drain(self) -> None:
+        """Read on to the end of the stream, so gzip checks its trailer (CRC-32 and length); more than the limit is an error."""
+        while True:
+            room = MAX_UNCOMPRESSED_BYTES - self._stream.tell()
+            chunk = self._stream.read(min(65536, room + 1))
+            if not chunk:
+                return
+            if len(chunk) > room:
+                raise self._over()
+
 
 def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
     data = _read_bounded(path)
@@ -218,8 +244,7 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
                     raise SnapshotError(f"{path}: {name} appears twice")
                 else:
                     files[name] = content
-        while bounded.read(min(65536, MAX_UNCOMPRESSED_BYTES - bounded.tell())):  # on to the gzip trailer: CRC and length
-            pass
+        bounded.drain()
     except SnapshotError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
@@ -231,15 +256,41 @@ def read_archive(path: str) -> Tuple[dict, Dict[str, bytes]]:
     return manifest, files
 
 
+STDIN = "-"
+
+
 def _read_bounded(path: str) -> bytes:
+    """The archive's bytes: a regular file (never a FIFO or device, which could block or have side effects), or stdin for `-`."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_ARCHIVE_BYTES + 1)
-    except OSError as error:
-        raise SnapshotError(f"{path}: cannot read ({error.strerror or error})") from None
+        if path == STDIN:
+            data = _read_limited(sys.stdin.buffer.fileno())
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+                    raise SnapshotError(f"{path}: {kind}; --snapshot reads a .tar.gz file, or - for standard input")
+                data = _read_limited(fd)
+            finally:
+                os.close(fd)
+    except (OSError, AttributeError, ValueError) as error:  # AttributeError/ValueError: no usable stdin
+        raise SnapshotError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
     if len(data) > MAX_ARCHIVE_BYTES:
         raise SnapshotError(f"{path}: larger than {MAX_ARCHIVE_BYTES} bytes; not a kvmready snapshot")
     return data
+
+
+def _read_limited(fd: int) -> bytes:
+    chunks = []
+    room = MAX_ARCHIVE_BYTES + 1  # one byte more tells that the archive is over the limit
+    while room > 0:
+        chunk = os.read(fd, min(room, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        room -= len(chunk)
+    return b"".join(chunks)
 
 
 def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:

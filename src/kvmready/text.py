@@ -1,4 +1,16 @@
-"""Text from hosts and reports, made safe to write."""
+"""Text from hosts and reports, made safe to write.
+
+Host strings (names, releases, drivers, file names in archives) are data:
+`clean_text` makes any of them encodable as UTF-8, and `printable` makes
+them safe for a terminal, where a control character would be a command
+(`ESC ]0;title BEL` renames the window, `ESC [2J` clears the screen) and a
+bidirectional override would reorder what the reader sees.
+"""
+
+import re
+
+# C0 and C1 controls, DEL, and the bidirectional embedding/override/isolate characters.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str) -> str:
@@ -8,3 +20,13 @@ def clean_text(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
+def _escape(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: UTF-8-safe, every control or bidi character shown as an escape (`\\x1b`)."""
+    return _UNPRINTABLE.sub(_escape, clean_text(text))

@@ -86,6 +86,16 @@ def threshold_outcome(
     return passed(enough, evidence)
 
 
+def x86_only(facts: Facts, what: str) -> Optional[Outcome]:
+    """None on x86; otherwise the outcome of an x86-only check elsewhere (`what`: why it is x86-only)."""
+    arch = facts.arch
+    if arch.is_x86:
+        return None
+    if arch.name is None:
+        return errored("cannot tell whether this applies: the architecture is unknown (see cpu.arch)", arch.evidence())
+    return skipped(f"not applicable on {arch.name}{what}", arch.evidence())
+
+
 def gib(value: Optional[int]) -> str:
     if value is None:
         return "unknown"

@@ -14,6 +14,7 @@ from kvmready.checks.base import (
     unreadable,
     warn_or_fail,
     warned,
+    x86_only,
 )
 from kvmready.facts.cpuinfo import CPUINFO, CpuInfo
 from kvmready.facts.modules import HARDWARE_KVM_MODULES
@@ -168,8 +169,9 @@ def check_hardware_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     if cpu.error is not None:
         return unreadable("EPT/NPT support", CPUINFO, cpu.error)
-    if facts.arch.name not in ("x86_64", "i686"):
-        return skipped(f"not applicable on {facts.arch.name}")
+    elsewhere = x86_only(facts, "")
+    if elsewhere:
+        return elsewhere
     extension = cpu.virtualization
     if facts.hypervisor.paravirtual_xen:
         return skipped("a Xen PV guest cannot use VT-x, so EPT/NPT do not matter (see cpu.virtualization)")
@@ -233,8 +235,9 @@ def check_firmware(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     if cpu.error is not None:
         return unreadable("the firmware's virtualization setting", CPUINFO, cpu.error)
-    if facts.arch.name not in ("x86_64", "i686"):
-        return skipped(f"not applicable on {facts.arch.name}")
+    elsewhere = x86_only(facts, "")
+    if elsewhere:
+        return elsewhere
     if facts.hypervisor.paravirtual_xen:
         return skipped("a Xen PV guest: no firmware of its own, and VT-x is out of reach anyway (see cpu.virtualization)")
     if cpu.vmx_cpus and cpu.vmx_cpus == cpu.flag_lines:
@@ -294,8 +297,9 @@ def check_timekeeping(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     if cpu.error is not None:
         return unreadable("the TSC's behaviour", CPUINFO, cpu.error)
-    if facts.arch.name not in ("x86_64", "i686"):
-        return skipped(f"not applicable on {facts.arch.name}")
+    elsewhere = x86_only(facts, "")
+    if elsewhere:
+        return elsewhere
     present = {flag: flag in cpu.flags for flag in ("constant_tsc", "nonstop_tsc")}
     evidence = {"source": CPUINFO, **present}
     missing = [flag for flag, ok in present.items() if not ok]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 from kvmready.checks import advice
 from kvmready.checks.base import (
     CheckSpec,
+    errored,
     passed,
     unreadable,
     warn_or_fail,
@@ -40,7 +41,7 @@ def check_hypervisor(facts: Facts, policy: Policy) -> Outcome:
     info = facts.hypervisor
     evidence = info.evidence()
     if not info.is_guest:
-        return passed("no hypervisor found: this is bare metal", evidence)
+        return _no_hypervisor_found(facts, info, evidence)
     name = info.name
     label = advice.hypervisor_label(name)
     if name == "xen" and info.xen_role == "dom0":
@@ -74,6 +75,24 @@ def check_hypervisor(facts: Facts, policy: Policy) -> Outcome:
     )
 
 
+def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str, Any]) -> Outcome:
+    """Bare metal only on evidence: finding nothing in sources that could not be read proves nothing."""
+    cpu = facts.cpu
+    unread = "; ".join(info.unreadable)
+    if cpu.error is not None:
+        also = f", nor could {unread}" if unread else ""
+        return unreadable(f"whether this is a VM (no other source names a hypervisor{also})", "/proc/cpuinfo", cpu.error, evidence)
+    if facts.arch.name in ("x86_64", "i686") and cpu.flag_lines == 0:
+        return errored("cannot tell whether this is a VM: /proc/cpuinfo has no flags line, where x86 shows the hypervisor flag", evidence)
+    if unread:
+        return warned(
+            f"no hypervisor found, but {unread}: this may still be a VM",
+            "Run kvmready as root, or capture the host with `kvmready snapshot` as root.",
+            evidence,
+        )
+    return passed("no hypervisor found: this is bare metal", evidence)
+
+
 def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, bool, str]:
     """(the extension's name on this architecture, whether this VM sees it, how to expose it)."""
     arch = facts.arch.name
@@ -92,7 +111,7 @@ def check_distribution(facts: Facts, policy: Policy) -> Outcome:
     info = facts.os
     evidence = info.evidence()
     if info.error:
-        return unreadable("the distribution", "/etc/os-release", info.error)
+        return errored(f"cannot tell the distribution: {info.error}", evidence)
     label = info.name or f"{info.id} {info.version_id or ''}".strip()
     if policy.target is not Target.WORKSTATION:
         return passed(f"{label}: any distribution with a KVM-enabled kernel works", evidence)

@@ -37,7 +37,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
     if provider is not None and module is not None:
         kvm = table.get("kvm")
         evidence.update(module=module.to_dict(), kvm=kvm.to_dict() if kvm is not None else None)
-        how = "built into the kernel" if module.builtin else f"loaded ({module.state})"
+        how = "built into the kernel" if module.builtin else "loaded" if module.state == "live" else f"loaded (state: {module.state})"
         if provider == "kvm" and facts.arch.name in ("x86_64", "i686"):
             wanted = _vendor_module(facts)
             return failed(
@@ -95,7 +95,14 @@ def _missing_device_fix(facts: Facts) -> str:
 
 
 def check_nested(facts: Facts, policy: Policy) -> Outcome:
-    module = next((name for name in HARDWARE_KVM_MODULES if facts.modules.has(name)), None)
+    table = facts.modules
+    if not table.known:
+        return errored(
+            f"cannot tell whether kvm_intel or kvm_amd is loaded: {PROC_MODULES} ({table.proc_modules_error}) and "
+            f"/sys/module ({table.sys_module_error}) both unreadable",
+            {"sources": table.sources()},
+        )
+    module = next((name for name in HARDWARE_KVM_MODULES if table.has(name)), None)
     if module is None:
         return skipped("no kvm_intel or kvm_amd here, so no nested parameter to read", {"kvm_module": facts.kvm_module})
     params = facts.module_params(module)

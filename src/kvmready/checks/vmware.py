@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from kvmready import vmware_caps
 from kvmready.checks import advice
-from kvmready.checks.base import CheckSpec, passed, skipped, warned
+from kvmready.checks.base import CheckSpec, passed, skipped, warned, x86_only
 from kvmready.facts.kernel import format_version
 from kvmready.model import Outcome
 
@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 
 def check_backdoor(facts: Facts, policy: Policy) -> Outcome:
-    if facts.arch.name not in ("x86_64", "i686"):
-        return skipped(f"not applicable on {facts.arch.name}: the VMware backdoor is an x86 interface")
+    elsewhere = x86_only(facts, ": the VMware backdoor is an x86 interface")
+    if elsewhere:
+        return elsewhere
     per_vm = _per_vm_capabilities(facts)
     if per_vm is not None:
         return per_vm

@@ -20,6 +20,7 @@ _VERSION_LINE = re.compile(r"^Linux version (\S+)")
 # Distribution kernels put the architecture at the end of the release.
 _RELEASE_ARCH = re.compile(r"[.-](x86_64|amd64|aarch64|arm64|s390x|ppc64le|ppc64|riscv64|i[3-6]86)$")
 ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "i486": "i686", "i586": "i686"}
+X86_ARCHES = ("x86_64", "i686")
 KNOWN_ARCHES = {"x86_64", "i686", "aarch64", "armv7l", "s390x", "ppc64le", "ppc64", "riscv64", "loongarch64", "mips64"}
 
 
@@ -116,6 +117,10 @@ class ArchInfo(NamedTuple):
     name: Optional[str]
     source: Optional[str]
     error: Optional[str] = None
+
+    @property
+    def is_x86(self) -> bool:
+        return self.name in X86_ARCHES
 
     def evidence(self) -> dict:
         data = {"arch": self.name, "source": self.source}

@@ -335,7 +335,7 @@ class LiveSystem:
     def disk_usage(self, path: str) -> Tuple[str, int, int]:
         """(the path measured, total bytes, bytes free to users) for path or, while it does
         not exist yet, its nearest existing parent: where the VMs would land."""
-        measured = path
+        measured = os.path.abspath(path)
         while not os.path.exists(measured) and os.path.dirname(measured) != measured:
             measured = os.path.dirname(measured)
         # What psutil.disk_usage does, without its 8 ms import on every run.
@@ -451,7 +451,7 @@ def probe_msr(system: Any, vendor: Optional[str], credentials: Credentials) -> O
 
 
 def probe_disk(system: Any, vm_dir: str) -> DiskUsage:
-    path = os.path.expanduser(vm_dir)
+    path = os.path.abspath(os.path.expanduser(vm_dir))
     try:
         measured, total, free = system.disk_usage(path)
     except OSError as error:

@@ -38,10 +38,12 @@ def collect(host: Host) -> OsInfo:
         try:
             text = host.read_text(path, 64 * 1024)
         except ReadError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
             continue
         return parse(text, source=path)
-    return OsInfo(error="; ".join(errors))
+    if all("ENOENT" in error.reason for error in errors):
+        return OsInfo(error=f"neither {' nor '.join(OS_RELEASE_FILES)} exists")
+    return OsInfo(error="; ".join(str(error) for error in errors))
 
 
 def parse(text: str, source: Optional[str] = None) -> OsInfo:

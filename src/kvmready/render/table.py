@@ -10,6 +10,8 @@ import io
 from typing import Any, List, Optional
 
 from kvmready.model import STATUS_ORDER, Report, Status, Verdict
+from kvmready.render.common import dig
+from kvmready.text import printable
 
 STATUS_LOOK = {
     Status.PASS: ("✓ pass", "green"),
@@ -52,9 +54,10 @@ def _render(report: Report, width: int, color: bool) -> str:
         no_color=not color,
         highlight=False,
         emoji=False,
+        markup=False,  # host text is data: `[bold]` or `[/]` in a hostname prints as it is
         soft_wrap=False,
     )
-    console.print(_headline(report), style="bold" if color else None)
+    console.print(Text(_headline(report)), style="bold" if color else None)
     # Below NARROW columns the severity column goes: the result text needs the room.
     show_severity = width >= NARROW
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False, show_edge=False)
@@ -74,7 +77,7 @@ def _render(report: Report, width: int, color: bool) -> str:
         for check in rows:
             label, style = STATUS_LOOK[check.status]
             severity = [SEVERITY_SHORT[check.severity.value]] if show_severity else []
-            table.add_row(Text(label, style=style), check.id, *severity, check.summary)
+            table.add_row(Text(label, style=style), Text(printable(check.id)), *severity, Text(printable(check.summary)))
     console.print(table)
     console.print()
     label, style = VERDICT_LOOK[report.verdict]
@@ -90,7 +93,7 @@ def _render(report: Report, width: int, color: bool) -> str:
 
 def _column_widths(report: Report, width: int, show_severity: bool) -> List[int]:
     status = max(len(label) for label, _ in STATUS_LOOK.values())
-    check = max([len("check")] + [len(c.id) for c in report.checks] + [len(c.category) for c in report.checks])
+    check = max([len("check")] + [len(printable(c.id)) for c in report.checks] + [len(c.category) for c in report.checks])
     fixed = [status, check] + ([len("info")] if show_severity else [])
     gaps = 2 * len(fixed)  # one blank either side of every inner column edge
     return fixed + [max(10, width - sum(fixed) - gaps)]
@@ -98,20 +101,19 @@ def _column_widths(report: Report, width: int, show_severity: bool) -> List[int]
 
 def _headline(report: Report) -> str:
     host = report.host
-    kernel = (host.get("kernel") or {}).get("release")
-    os_name = (host.get("os") or {}).get("name")
-    where = host.get("source")
+    kernel = dig(host, "kernel", "release")
+    where = dig(host, "source")
     if where == "snapshot":
-        where = f"snapshot captured {host.get('captured_at')}"
+        where = f"snapshot captured {dig(host, 'captured_at')}"
     parts = [
         f"kvmready {report.tool_version}",
         f"target {report.target.value}",
-        f"{host.get('hostname') or 'unknown host'} ({where})",
-        host.get("arch") or "unknown arch",
+        f"{dig(host, 'hostname') or 'unknown host'} ({where})",
+        dig(host, "arch") or "unknown arch",
         f"Linux {kernel}" if kernel else None,
-        os_name,
+        dig(host, "os", "name"),
     ]
-    return " · ".join(part for part in parts if part)
+    return printable(" · ".join(str(part) for part in parts if part))
 
 
 def _fix_first(console: Any, report: Report) -> None:
@@ -128,8 +130,8 @@ def _fix_first(console: Any, report: Report) -> None:
     grid.add_column(overflow="fold")
     for index, check in enumerate(steps[:FIX_FIRST], 1):
         line = Text()
-        line.append(check.id, style="bold")
-        line.append(f": {check.remediation or check.summary}")
+        line.append(printable(check.id), style="bold")
+        line.append(f": {printable(check.remediation or check.summary)}")
         grid.add_row(f" {index}.", line)
     console.print(grid)
     if len(steps) > FIX_FIRST:
