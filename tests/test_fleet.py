@@ -257,8 +257,8 @@ def test_usage_errors_exit_2():
 def test_a_file_too_large_is_malformed(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 100)
     (tmp_path / "big.json").write_text(json.dumps(report_json(every_report()["ready"])))
-    entries, malformed = fleet.read_file(str(tmp_path / "big.json"))
-    assert entries == [] and malformed[0].error.startswith("larger than")
+    (item,) = fleet.read_items(str(tmp_path / "big.json"))
+    assert isinstance(item, fleet.Malformed) and item.error.startswith("larger than")
 
 
 def test_hostile_strings_stay_valid_json_and_one_table_line(tmp_path: Path):
@@ -274,11 +274,11 @@ def test_hostile_strings_stay_valid_json_and_one_table_line(tmp_path: Path):
 
 def test_surrogates_in_report_strings_do_not_break_the_output():
     entry = fleet.Entry("h\ud800", "src\udcff", "workstation", "not_ready", "kvm.guest", "s\udc80", ())
-    document = fleet.Summary(1, (entry,), (fleet.Malformed("m\udcff", "e"),)).to_dict()
+    document = fleet.Summary.of(1, (entry,), (fleet.Malformed("m\udcff", "e"),)).to_dict()
     text = json.dumps(document, ensure_ascii=False)
     text.encode("utf-8")
     assert_valid_fleet(document)
-    FleetTableRenderer().render(fleet.Summary(1, (entry,), ())).encode("utf-8")
+    FleetTableRenderer().render(fleet.Summary.of(1, (entry,))).encode("utf-8")
 
 
 # -- the table and --output --------------------------------------------------------------
@@ -328,7 +328,7 @@ def test_fleet_schema_command_prints_the_shipped_schema():
 
 def test_fleet_schema_rejects_what_it_should():
     validator = fleet_validator()
-    good = fleet.Summary(0, (), ()).to_dict()
+    good = fleet.Summary.of(0, ()).to_dict()
     assert not list(validator.iter_errors(good))
     for broken in (
         {**good, "schema_version": 2},

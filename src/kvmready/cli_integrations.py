@@ -69,11 +69,11 @@ def fleet_summarize(
     else:
         text = FleetTableRenderer(top=10 if top is None else limit).render(summary)
     write_output(text, output)
-    if not summary.entries:
+    if not summary.reports:
         say(f"kvmready: error: no readable kvmready report in {summary.files} input file(s)")
         raise typer.Exit(2)
-    if summary.malformed:
-        say(f"kvmready: {len(summary.malformed)} malformed input(s), listed in the summary")
+    if summary.malformed_count:
+        say(f"kvmready: {summary.malformed_count} malformed input(s), listed in the summary")
 
 
 def fleet_schema() -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from kvmready.text import clean_text
 
@@ -54,40 +55,68 @@ class NotAReport(ValueError):
     """A document that holds no kvmready report; the message says what it is instead."""
 
 
+# The malformed inputs listed by name; all of them are counted.
+MAX_MALFORMED_LISTED = 1000
+
+
 class Summary(NamedTuple):
+    """What a fleet adds up to: counters, the hosts that are not ready, and the malformed inputs.
+
+    Memory grows with the hosts that are not ready (each is listed), not with
+    the number of reports read.
+    """
+
     files: int
-    entries: Tuple[Entry, ...]
-    malformed: Tuple[Malformed, ...]
+    reports: int
+    verdict_counts: Mapping[str, int]
+    target_counts: Mapping[str, int]
+    failing: Mapping[str, int]  # check id -> hosts where it failed
+    not_ready_entries: Tuple[Entry, ...]
+    malformed: Tuple[Malformed, ...]  # the first MAX_MALFORMED_LISTED, in reading order
+    malformed_count: int
+
+    @classmethod
+    def of(cls, files: int, entries: Iterable[Entry], malformed: Iterable[Malformed] = ()) -> Summary:
+        tally = Tally()
+        tally.files = files
+        for entry in entries:
+            tally.add(entry)
+        for bad in malformed:
+            tally.add_malformed(bad)
+        return tally.summary()
 
     @property
     def verdicts(self) -> Dict[str, int]:
-        counts = Counter(entry.verdict for entry in self.entries)
+        counts = dict(self.verdict_counts)
         ordered = {verdict: counts.pop(verdict, 0) for verdict in VERDICTS}
         ordered.update(sorted(counts.items()))  # a verdict from a newer kvmready, kept as is
         return ordered
 
     @property
     def targets(self) -> Dict[str, int]:
-        return dict(sorted(Counter(entry.target or "unknown" for entry in self.entries).items()))
+        return dict(sorted(self.target_counts.items()))
+
+    @property
+    def malformed_omitted(self) -> int:
+        return self.malformed_count - len(self.malformed)
 
     def failing_checks(self, top: Optional[int] = None) -> List[Tuple[str, int]]:
         """(check id, hosts where it failed), the most common first."""
-        counts = Counter(check_id for entry in self.entries for check_id in entry.failing)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        ranked = sorted(self.failing.items(), key=lambda item: (-item[1], item[0]))
         return ranked if top is None else ranked[:top]
 
     def not_ready(self) -> List[Entry]:
-        return sorted((e for e in self.entries if e.verdict in NOT_READY), key=lambda e: (e.host, e.source))
+        return sorted(self.not_ready_entries, key=lambda e: (e.host, e.source))
 
-    def to_dict(self, top: Optional[int] = None, version: Optional[str] = None) -> dict:
+    def to_dict(self, top: Optional[int] = None, version: Optional[str] = None) -> Dict[str, Any]:
         if version is None:
             from kvmready import __version__ as version
         return {
             "schema_version": 1,
             "kind": "fleet_summary",
             "tool": {"name": "kvmready", "version": version},
-            "inputs": {"files": self.files, "reports": len(self.entries), "malformed": len(self.malformed)},
-            "hosts": len(self.entries),
+            "inputs": {"files": self.files, "reports": self.reports, "malformed": self.malformed_count},
+            "hosts": self.reports,
             "verdicts": {clean_text(verdict): count for verdict, count in self.verdicts.items()},
             "targets": {clean_text(target): count for target, count in self.targets.items()},
             "failing_checks": [{"id": clean_text(check_id), "hosts": hosts} for check_id, hosts in self.failing_checks(top)],
@@ -102,8 +131,48 @@ class Summary(NamedTuple):
                 }
                 for entry in self.not_ready()
             ],
-            "malformed": [{"source": clean_text(bad.source), "error": clean_text(bad.error)} for bad in sorted(self.malformed)],
+            "malformed": [{"source": clean_text(bad.source), "error": clean_text(bad.error)} for bad in self.malformed],
+            "malformed_omitted": self.malformed_omitted,
         }
+
+
+class Tally:
+    """Adds reports up one at a time: counters, not-ready hosts, the first malformed inputs."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.reports = 0
+        self.verdicts: Counter[str] = Counter()
+        self.targets: Counter[str] = Counter()
+        self.failing: Counter[str] = Counter()
+        self.not_ready: List[Entry] = []
+        self.malformed: List[Malformed] = []
+        self.malformed_count = 0
+
+    def add(self, entry: Entry) -> None:
+        self.reports += 1
+        self.verdicts[entry.verdict] += 1
+        self.targets[entry.target or "unknown"] += 1
+        self.failing.update(entry.failing)
+        if entry.verdict in NOT_READY:
+            self.not_ready.append(entry._replace(failing=()))  # the counts have them
+
+    def add_malformed(self, bad: Malformed) -> None:
+        self.malformed_count += 1
+        if len(self.malformed) < MAX_MALFORMED_LISTED:
+            self.malformed.append(bad)
+
+    def summary(self) -> Summary:
+        return Summary(
+            files=self.files,
+            reports=self.reports,
+            verdict_counts=dict(self.verdicts),
+            target_counts=dict(self.targets),
+            failing=dict(self.failing),
+            not_ready_entries=tuple(self.not_ready),
+            malformed=tuple(self.malformed),
+            malformed_count=self.malformed_count,
+        )
 
 
 def _optional_text(value: Optional[str]) -> Optional[str]:
@@ -132,7 +201,10 @@ def iter_files(paths: Iterable[str]) -> Iterator[Tuple[str, Optional[str]]]:
 
 def _read(path: str) -> bytes:
     if path == STDIN:
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise NotAReport(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        return data
     # os.open/fstat/os.read: a third of the time of open().read(limit) over thousands of small files.
     # O_NONBLOCK so that a FIFO among the inputs cannot hang the run; it is refused below.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -171,7 +243,7 @@ def _display_name(path: str) -> str:
     return name
 
 
-def unwrap(document: Any) -> dict:
+def unwrap(document: Any) -> Dict[str, Any]:
     """The kvmready report inside `document` (a report, an Ansible tree result), or NotAReport."""
     if not isinstance(document, dict):
         raise NotAReport(f"a JSON {type(document).__name__}, not a kvmready report")
@@ -189,7 +261,7 @@ def unwrap(document: Any) -> dict:
     stdout = document.get("stdout")
     if isinstance(stdout, str) and stdout.strip():
         try:
-            inner = json.loads(stdout)
+            inner = _parse(stdout)
         except ValueError as error:
             raise NotAReport(f"the Ansible task's stdout is not JSON: {error}") from None
         return unwrap(inner)
@@ -200,7 +272,7 @@ def unwrap(document: Any) -> dict:
     raise NotAReport("a JSON object without a kvmready verdict")
 
 
-def entry_of(report: dict, source: str, fallback_host: str) -> Entry:
+def entry_of(report: Dict[str, Any], source: str, fallback_host: str) -> Entry:
     verdict = report.get("verdict")
     if not isinstance(verdict, str) or not verdict:
         raise NotAReport("the report has no verdict")
@@ -235,16 +307,16 @@ def entry_of(report: dict, source: str, fallback_host: str) -> Entry:
     )
 
 
-def _first_reason(report: dict, checks: list) -> Tuple[Optional[str], Optional[str]]:
+def _first_reason(report: Dict[str, Any], checks: List[Any]) -> Tuple[Optional[str], Optional[str]]:
     """The first check behind the verdict and its summary."""
-    by_id = {check.get("id"): check for check in checks if isinstance(check, dict)}
+    by_id = {check["id"]: check for check in checks if isinstance(check, dict) and isinstance(check.get("id"), str)}
     reasons = report.get("reasons")
     if isinstance(reasons, list) and reasons and isinstance(reasons[0], str):
         summary = (by_id.get(reasons[0]) or {}).get("summary")
         return reasons[0], summary if isinstance(summary, str) else None
     for status in ("fail", "error"):  # an older or hand-made report without reasons
         for check_id, check in by_id.items():
-            if isinstance(check_id, str) and check.get("severity") == "required" and check.get("status") == status:
+            if check.get("severity") == "required" and check.get("status") == status:
                 summary = check.get("summary")
                 return check_id, summary if isinstance(summary, str) else None
     error = report.get("error")
@@ -253,74 +325,121 @@ def _first_reason(report: dict, checks: list) -> Tuple[Optional[str], Optional[s
     return None, None
 
 
-def _lines(text: str, path: str, name: str) -> Tuple[List[Entry], List[Malformed]]:
+Item = Union[Entry, Malformed]
+# kvmready's own jsonl: the check lines before a report line; more than this is not a report.
+MAX_PENDING_CHECK_LINES = 10000
+
+
+def _parse(text: Union[str, bytes]) -> Any:
+    """json.loads that fails with ValueError only (deep nesting raises RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _item(document: Any, source: str, fallback_host: str, pending: Optional[List[Dict[str, Any]]] = None) -> Item:
+    """The Entry of one document, or why it is none; never an exception, whatever the document holds."""
+    try:
+        report = unwrap(document)
+        if pending is not None and report.get("type") == "report" and "checks" not in report:
+            report = dict(report, checks=pending)
+        return entry_of(report, source, fallback_host)
+    except NotAReport as error:
+        return Malformed(source, str(error))
+    except Exception as error:  # a shape no rule above foresaw: this input, not the whole summary
+        return Malformed(source, f"unreadable report ({type(error).__name__}: {error})")
+
+
+def _each_line(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time (a list of millions of lines would cost more than the file)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end]
+        start = end + 1
+
+
+def _lines(text: str, path: str, name: str) -> Iterator[Item]:
     """JSON Lines: reports one a line, or kvmready's jsonl (check lines, then their report line)."""
-    entries: List[Entry] = []
-    malformed: List[Malformed] = []
-    pending: List[dict] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    pending: List[Dict[str, Any]] = []
+    for number, line in enumerate(_each_line(text), 1):
         if not line.strip():
             continue
         source = f"{path}:{number}"
         try:
-            document = json.loads(line)
+            document = _parse(line)
         except ValueError as error:
-            malformed.append(Malformed(source, f"not JSON: {error}"))
+            yield Malformed(source, f"not JSON: {error}")
             continue
         if isinstance(document, dict) and document.get("type") == "check":
-            pending.append(document)
-            continue
-        try:
-            report = unwrap(document)
-            if report.get("type") == "report" and "checks" not in report:
-                report = dict(report, checks=pending)
+            if len(pending) < MAX_PENDING_CHECK_LINES:
+                pending.append(document)
+                continue
+            yield Malformed(source, f"more than {MAX_PENDING_CHECK_LINES} check lines without a report line")
             pending = []
-            entries.append(entry_of(report, source, f"{name}:{number}"))
-        except NotAReport as error:
-            malformed.append(Malformed(source, str(error)))
+            continue
+        yield _item(document, source, f"{name}:{number}", pending)
+        pending = []
     if pending:
-        malformed.append(Malformed(path, f"{len(pending)} check line(s) without the report line that ends them"))
-    return entries, malformed
+        yield Malformed(path, f"{len(pending)} check line(s) without the report line that ends them")
 
 
-def read_file(path: str) -> Tuple[List[Entry], List[Malformed]]:
-    """The reports in one file, and what in it could not be read."""
+_OBJECT_LINE = re.compile(r"^[ \t]*\{.*\}[ \t\r]*$", re.MULTILINE)
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    """Whether any line is a JSON object of its own (a broken first line must not hide the rest)."""
+    for match in _OBJECT_LINE.finditer(text):
+        try:
+            if isinstance(_parse(match.group()), dict):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def read_items(path: str) -> Iterator[Item]:
+    """The reports in one file, and what in it could not be read, one at a time."""
     name = _display_name(path)
     try:
         data = _read(path)
     except NotAReport as error:
-        return [], [Malformed(path, str(error))]
+        yield Malformed(path, str(error))
+        return
     except OSError as error:
-        return [], [Malformed(path, f"cannot read: {error.strerror or error}")]
+        yield Malformed(path, f"cannot read: {error.strerror or error}")
+        return
     if not data.strip():
-        return [], [Malformed(path, "empty")]
+        yield Malformed(path, "empty")
+        return
     try:
-        document = json.loads(data)
+        document = _parse(data)
     except ValueError as error:
-        # JSON Lines, when the first line is a JSON document of its own; else one broken file.
         try:
             text = data.decode("utf-8")
-            first = text.lstrip().split("\n", 1)[0]
-            json.loads(first)
-        except ValueError:  # UnicodeDecodeError included
-            return [], [Malformed(path, f"not JSON: {error}")]
-        return _lines(text, path, name)
-    try:
-        return [entry_of(unwrap(document), path, name)], []
-    except NotAReport as error:
-        return [], [Malformed(path, str(error))]
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and _looks_like_json_lines(text):
+            yield from _lines(text, path, name)
+        else:
+            yield Malformed(path, f"not JSON: {error}")
+        return
+    yield _item(document, path, name)
 
 
 def summarize(paths: Sequence[str]) -> Summary:
-    entries: List[Entry] = []
-    malformed: List[Malformed] = []
-    files = 0
+    tally = Tally()
     for path, problem in iter_files(paths):
-        files += 1
+        tally.files += 1
         if problem:
-            malformed.append(Malformed(path, problem))
+            tally.add_malformed(Malformed(path, problem))
             continue
-        found, bad = read_file(path)
-        entries.extend(found)
-        malformed.extend(bad)
-    return Summary(files, tuple(entries), tuple(malformed))
+        for item in read_items(path):
+            if isinstance(item, Entry):
+                tally.add(item)
+            else:
+                tally.add_malformed(item)
+    return tally.summary()

@@ -6,7 +6,7 @@ import json
 from typing import Any, Optional
 
 from kvmready.fleet import Summary
-from kvmready.text import clean_text
+from kvmready.text import printable
 
 
 class FleetTableRenderer:
@@ -26,8 +26,8 @@ class FleetJsonRenderer:
 
 
 def _clean(value: Any) -> str:
-    """One terminal line: control characters become spaces."""
-    return "".join(ch if ch.isprintable() else " " for ch in clean_text(str(value)))
+    """One terminal line: control characters shown as escapes."""
+    return printable(str(value))
 
 
 def _percent(part: int, whole: int) -> str:
@@ -35,10 +35,10 @@ def _percent(part: int, whole: int) -> str:
 
 
 def _render_table(summary: Summary, top: Optional[int]) -> str:
-    hosts = len(summary.entries)
+    hosts = summary.reports
     lines = [
         f"kvmready fleet summary: {hosts} report{'s' if hosts != 1 else ''} from {summary.files} "
-        f"file{'s' if summary.files != 1 else ''}, {len(summary.malformed)} malformed",
+        f"file{'s' if summary.files != 1 else ''}, {summary.malformed_count} malformed",
         "targets: " + (", ".join(f"{target} {count}" for target, count in summary.targets.items()) or "-"),
         "",
     ]
@@ -72,7 +72,9 @@ def _render_table(summary: Summary, top: Optional[int]) -> str:
 
     if summary.malformed:
         lines.append("")
-        lines.append(f"malformed ({len(summary.malformed)}):")
+        lines.append(f"malformed ({summary.malformed_count}):")
         for bad in sorted(summary.malformed):
             lines.append(f"  {_clean(bad.source)}: {_clean(bad.error)}")
+        if summary.malformed_omitted:
+            lines.append(f"  … and {summary.malformed_omitted} more, not listed")
     return "\n".join(lines) + "\n"
