@@ -4,7 +4,7 @@ Every processor block is read, not only the first: firmware can leave VT-x
 off on some CPUs, and the kernel then hides `vmx` on those alone.
 """
 
-from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
+from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional
 
 from kvmready.host import Host, ReadError
 
@@ -91,67 +91,95 @@ def collect(host: Host) -> CpuInfo:
 
 
 def parse(text: str) -> CpuInfo:
-    blocks, garbage = _blocks(text)
-    if not blocks:
-        return CpuInfo(error="no `key : value` lines (empty or not a cpuinfo file)", garbage_lines=garbage)
-    first = _first_values(blocks)
-    flags_per_block = [_flags_of(block) for block in blocks]
-    flag_sets = [flags for flags in flags_per_block if flags is not None]
-    vmx_features = [frozenset(b["vmx flags"].split()) for b in blocks if "vmx flags" in b]
-    union = frozenset().union(*flag_sets) if flag_sets else frozenset()
+    """One pass over the lines; identical flag lines (every CPU of a machine, usually) share one set."""
+    scan = _Scan()
+    for line in _each_line(text):
+        scan.feed(line)
+    scan.end_block()
+    first = scan.first
+    if not first:
+        return CpuInfo(error="no `key : value` lines (empty or not a cpuinfo file)", garbage_lines=scan.garbage)
+    union = frozenset().union(*scan.flag_sets.values()) if scan.flag_sets else frozenset()
     return CpuInfo(
         vendor=_vendor(first),
         model=_model(first),
-        logical_cpus=_logical_cpus(blocks, first),
+        logical_cpus=scan.processors or _declared_cpus(first),
         flags=union,
-        flag_lines=len(flag_sets),
-        vmx_cpus=sum(1 for flags in flag_sets if "vmx" in flags),
-        svm_cpus=sum(1 for flags in flag_sets if "svm" in flags),
-        vmx_features=frozenset().union(*vmx_features) if vmx_features else None,
+        flag_lines=scan.flag_lines,
+        vmx_cpus=scan.vmx_cpus,
+        svm_cpus=scan.svm_cpus,
+        vmx_features=frozenset().union(*scan.vmx_sets.values()) if scan.vmx_sets else None,
         arch_hint=_arch_hint(first, union),
-        garbage_lines=garbage,
+        garbage_lines=scan.garbage,
     )
 
 
-def _blocks(text: str) -> Tuple[List[Dict[str, str]], int]:
-    """Processor blocks as dicts of lower-case keys; blank lines separate them."""
-    blocks: List[Dict[str, str]] = []
-    current: Dict[str, str] = {}
-    garbage = 0
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-                current = {}
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key.strip():
-            garbage += 1
-            continue
-        key = key.strip().lower()
-        if key in current and key == "processor":  # a block boundary without the blank line
-            blocks.append(current)
-            current = {}
-        current.setdefault(key, value.strip())
-    if current:
-        blocks.append(current)
-    return blocks, garbage
+def _each_line(text: str) -> Iterator[str]:
+    """Lines one at a time: a 4096-CPU cpuinfo is 7 MB, and a list of its lines would double it."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end]
+        start = end + 1
 
 
-def _first_values(blocks: List[Dict[str, str]]) -> Dict[str, str]:
-    """The first value seen for every key (s390 puts shared keys in a header block)."""
-    merged: Dict[str, str] = {}
-    for block in blocks:
-        for key, value in block.items():
-            merged.setdefault(key, value)
-    return merged
+class _Scan:
+    """The running state of one pass: blocks (blank lines, or a repeated `processor`, separate them)."""
+
+    def __init__(self) -> None:
+        self.first: Dict[str, str] = {}  # the first value seen for every key (s390 puts shared keys in a header block)
+        self.flag_sets: Dict[str, FrozenSet[str]] = {}  # flags line -> its set, once per distinct line
+        self.vmx_sets: Dict[str, FrozenSet[str]] = {}
+        self.processors = self.flag_lines = self.vmx_cpus = self.svm_cpus = self.garbage = 0
+        self._block: Dict[str, str] = {}
+        self._keys: Dict[str, str] = {}
+
+    def feed(self, line: str) -> None:
+        colon = line.find(":")
+        if colon < 0:
+            if line.strip():
+                self.garbage += 1
+            else:
+                self.end_block()
+            return
+        raw = line[:colon]
+        key = self._keys.get(raw)
+        if key is None:  # each spelling of a key is normalised once, not once per CPU
+            key = self._keys[raw] = raw.strip().lower()
+        if not key:
+            self.garbage += 1
+            return
+        if key in _BLOCK_KEYS:
+            if key == "processor" and key in self._block:  # a block boundary without the blank line
+                self.end_block()
+            self._block.setdefault(key, line[colon + 1 :].strip())
+        if key not in self.first:
+            self.first[key] = line[colon + 1 :].strip()
+
+    def end_block(self) -> None:
+        block = self._block
+        if not block:
+            return
+        self._block = {}
+        if "processor" in block:
+            self.processors += 1
+        line = block.get("flags", block.get("features"))
+        if line is not None:
+            flags = self.flag_sets.get(line)
+            if flags is None:
+                flags = self.flag_sets[line] = frozenset(line.split())
+            self.flag_lines += 1
+            self.vmx_cpus += "vmx" in flags
+            self.svm_cpus += "svm" in flags
+        vmx_line = block.get("vmx flags")
+        if vmx_line is not None and vmx_line not in self.vmx_sets:
+            self.vmx_sets[vmx_line] = frozenset(vmx_line.split())
 
 
-def _flags_of(block: Dict[str, str]) -> Optional[FrozenSet[str]]:
-    for key in ("flags", "features"):
-        if key in block:
-            return frozenset(block[key].split())
-    return None
+# The per-CPU keys a block keeps; everything else only counts for `first`.
+_BLOCK_KEYS = frozenset(("processor", "flags", "features", "vmx flags"))
 
 
 def _vendor(first: Dict[str, str]) -> Optional[str]:
@@ -175,11 +203,8 @@ def _model(first: Dict[str, str]) -> Optional[str]:
     return None
 
 
-def _logical_cpus(blocks: List[Dict[str, str]], first: Dict[str, str]) -> Optional[int]:
-    count = sum(1 for block in blocks if "processor" in block)
-    if count:
-        return count
-    declared = first.get("# processors", "")  # s390
+def _declared_cpus(first: Dict[str, str]) -> Optional[int]:
+    declared = first.get("# processors", "")  # s390 declares its count instead of a block per CPU
     return int(declared) if declared.isdecimal() else None
 
 
