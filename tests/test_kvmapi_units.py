@@ -980,6 +980,16 @@ def test_child_reply_carries_the_new_fields(monkeypatch):
     assert seen["argv"][-3:] == ["", "16", "1.0"]  # "" = the default image
 
 
+def test_child_that_cannot_start_raises_with_the_errno(monkeypatch):
+    def fake_run(argv, **kwargs):
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(KvmError) as info:
+        kvmapi._run_in_child("/dev/kvm", None, 16, 1.0, "test")
+    assert (info.value.operation, info.value.errno) == ("start child process", errno.EAGAIN)
+
+
 def test_child_that_overran_reports_no_stage(monkeypatch):
     def fake_run(argv, **kwargs):
         raise subprocess.TimeoutExpired(argv, kwargs["timeout"])

@@ -539,12 +539,18 @@ class KvmVm:
 
 
 def _import_guest_modules() -> None:
-    """Import what a guest run needs, so no import lands inside the timed part."""
-    import ctypes  # noqa: F401
-    import fcntl  # noqa: F401
-    import mmap  # noqa: F401
-    import signal  # noqa: F401
-    import threading  # noqa: F401
+    """Import what a guest run needs, so no import lands inside the timed part.
+
+    An import that cannot open its file (EMFILE under a low RLIMIT_NOFILE)
+    is a KvmError("import", errno) like every other failure here."""
+    try:
+        import ctypes  # noqa: F401
+        import fcntl  # noqa: F401
+        import mmap  # noqa: F401
+        import signal  # noqa: F401
+        import threading  # noqa: F401
+    except OSError as exc:
+        raise KvmError("import", exc.errno or errno.EIO, exc.strerror) from None
 
 
 def _get_supported_cpuid(system_fd: int) -> bytes:
@@ -969,9 +975,12 @@ def _run_in_child(path: str, code: bytes | None, max_runs: int, timeout_s: float
 
     When the child fails or is killed nothing is known of the guest's
     progress: the result has no stages and stopped_in "real"."""
-    import json
-    import subprocess
-    import sys
+    try:
+        import json
+        import subprocess
+        import sys
+    except OSError as exc:  # EMFILE: no fd left to read the module
+        raise KvmError("import", exc.errno or errno.EIO, exc.strerror) from None
 
     start = time.perf_counter_ns()
     argv = [sys.executable, "-I", "-S", "-c", _CHILD_BOOT, os.path.abspath(__file__),
@@ -988,7 +997,9 @@ def _run_in_child(path: str, code: bytes | None, max_runs: int, timeout_s: float
     except subprocess.TimeoutExpired:
         return failed(f"timeout in an unknown stage: the child running the guest overran "
                       f"{timeout_s:g} s and was killed")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # pipe, fork or exec: EMFILE, EAGAIN, ENOMEM ... are ours, not the host's
+        raise KvmError("start child process", exc.errno or errno.EIO, exc.strerror) from None
+    except ValueError as exc:
         return failed(f"could not start the child process: {exc}")
     try:
         reply = json.loads(done.stdout)

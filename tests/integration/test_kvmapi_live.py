@@ -334,6 +334,32 @@ def test_mmap_failure_is_a_kvm_error_and_leaks_nothing(kvm, monkeypatch):
     assert resources() == before
 
 
+_LOW_NOFILE = r"""
+import json, os, resource, sys
+from kvmready import kvmapi
+kvmapi._import_guest_modules()
+try:
+    with kvmapi.KvmBackend().open_device() as kvm, kvm.create_vm() as vm:
+        kvm.supported_cpuid()
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + int(sys.argv[1]), hard))
+        vm.run_smoke_guest()
+    print(json.dumps({"ran": True}))
+except kvmapi.KvmError as exc:
+    print(json.dumps({"operation": exc.operation, "errno": exc.errno}))
+"""
+
+
+@pytest.mark.parametrize("free_fds, operation", [(0, "KVM_CREATE_VCPU"), (1, "mmap")])
+def test_running_out_of_fds_is_emfile_naming_the_operation(free_fds, operation):
+    """The checker's own fd limit (as under `prlimit --nofile=N`) shows as EMFILE, not as a host fault."""
+    done = subprocess.run([sys.executable, "-c", _LOW_NOFILE, str(free_fds)],
+                          capture_output=True, timeout=60, check=True)
+    assert json.loads(done.stdout) == {"operation": operation, "errno": errno.EMFILE}
+
+
 # --- errors ------------------------------------------------------------------------------
 def test_non_kvm_device_fails_on_the_first_ioctl():
     with KvmBackend().open_device(os.devnull) as handle:
