@@ -418,3 +418,35 @@ def test_unprivileged_user_gets_eacces():
     os.waitpid(pid, 0)
     assert reply == {"operation": "open", "errno": errno.EACCES}
 
+
+def _run_guest_as_nobody(write_end: int) -> None:
+    """Child side: open /dev/kvm as root, drop to uid/gid 65534, run the smoke guest."""
+    try:
+        handle = KvmBackend().open_device()
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        with handle, handle.create_vm() as machine:
+            result = machine.run_smoke_guest()
+        reply = {"uid": os.getuid(), "ok": result.ok, "stages": list(result.stages), "problem": result.problem}
+    except BaseException as exc:  # report anything, never fall back into pytest
+        reply = {"crash": repr(exc)}
+    os.write(write_end, json.dumps(reply).encode())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_the_guest_needs_only_the_device_fd_no_privilege():
+    kvmapi._import_guest_modules()  # the interpreter's files may be unreadable to uid 65534
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            _run_guest_as_nobody(write_end)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        reply = json.loads(reader.read() or b"{}")
+    os.waitpid(pid, 0)
+    assert reply == {"uid": 65534, "ok": True, "stages": list(FULL), "problem": None}
