@@ -29,7 +29,7 @@ import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from kvmready.facts.live import MSR_PATH, Credentials
-from kvmready.kvmapi import CAPABILITIES, SMOKE_BYTE, SMOKE_PORT, GuestRun, KvmError
+from kvmready.kvmapi import CAPABILITIES, SMOKE_BYTE, SMOKE_PORT, STAGE_NAMES, GuestRun, KvmError
 
 GIB = 1024**3
 
@@ -49,20 +49,24 @@ GUEST_DURATION_NS = 1_234_567  # fixed, so golden files stay stable
 
 
 def guest_ok(duration_ns: int = GUEST_DURATION_NS) -> GuestRun:
-    """What the real smoke guest returns when KVM works."""
-    return GuestRun(True, ("IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 2, duration_ns, None)
+    """What the real smoke guest returns when KVM works: real -> protected -> long mode."""
+    return GuestRun(True, ("IO", "IO", "IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 4, duration_ns, None,
+                    STAGE_NAMES, None)
 
 
 def guest_problem(problem: str, *, byte: Optional[int] = None, port: Optional[int] = SMOKE_PORT,
                   exits: Sequence[str] = ("IO", "HLT"), runs: int = 2,
-                  duration_ns: int = GUEST_DURATION_NS) -> GuestRun:
+                  duration_ns: int = GUEST_DURATION_NS, stages: Sequence[str] = (),
+                  stopped_in: Optional[str] = "real") -> GuestRun:
     """A guest run that ended with ok=False and a problem (wrong byte, odd exit, timeout)."""
-    return GuestRun(False, tuple(exits), port, byte, runs, duration_ns, problem)
+    return GuestRun(False, tuple(exits), port, byte, runs, duration_ns, problem, tuple(stages), stopped_in)
 
 
 def guest_wrong_byte(value: int = 0x41) -> GuestRun:
-    """The guest wrote another byte than 'K' (the wording the real backend uses)."""
-    problem = f"guest wrote {value:#04x} ({chr(value)!r}) to port {SMOKE_PORT:#x}, expected 0x4b ('K')"
+    """The guest wrote another byte than 'R' and halted (the wording the real backend uses)."""
+    problem = (f"guest wrote {value:#04x} ({chr(value)!r}) to port {SMOKE_PORT:#x} in real mode, "
+               "expected 0x52 ('R'), the real-mode progress byte; "
+               "stopped in real mode: the guest halted before its first progress byte")
     return guest_problem(problem, byte=value)
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 from kvmready.facts.live import Credentials, DiskUsage, GuestResult, KvmProbe, LiveFacts
-from kvmready.kvmapi import CAPABILITIES, SMOKE_BYTE, SMOKE_PORT
+from kvmready.kvmapi import CAPABILITIES, SMOKE_BYTE, SMOKE_PORT, STAGE_NAMES
 
 BLOCK = 512
 KIB = 1024
@@ -120,7 +120,8 @@ def base_live() -> dict:
         capability_numbers={cap.name: cap.number for cap in CAPABILITIES},
         capability_scope="vm",
         vm_created=True,
-        guest=GuestResult(True, ("IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 2, 1_234_567, None),
+        guest=GuestResult(True, ("IO", "IO", "IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 4, 1_234_567, None,
+                          STAGE_NAMES, None),
         duration_ns=2_000_000,
     )
     live = LiveFacts(

@@ -330,9 +330,10 @@ def test_create_vm_skips_when_the_device_did_not_open():
 def test_guest_ok_passes_with_byte_port_and_duration():
     result = check("kvm.guest", user())
     assert result.status is Status.PASS
-    assert result.summary == "a real-mode guest wrote 0x4B ('K') to port 0x3f8 and halted in 1.23 ms (2 KVM_RUN calls)"
-    assert result.evidence["byte"] == 75 and result.evidence["port"] == 0x3F8
-    assert result.evidence["exits"] == ["IO", "HLT"]
+    assert result.summary == "a real-mode guest wrote 0x4C ('L') to port 0x3f8 and halted in 1.23 ms (4 KVM_RUN calls)"
+    assert result.evidence["byte"] == 0x4C and result.evidence["port"] == 0x3F8
+    assert result.evidence["exits"] == ["IO", "IO", "IO", "HLT"]
+    assert result.evidence["stages"] == ["real", "protected", "long"] and result.evidence["stopped_in"] is None
     assert result.evidence["duration_ms"] == 1.235
 
 

@@ -2,12 +2,18 @@
 
 This is the only module of kvmready that issues ioctls or maps memory.  It
 opens /dev/kvm, queries the API version and capabilities, creates a VM and
-runs a seven-byte real-mode guest that writes 'K' to port 0x3f8 and halts.
+runs a small smoke guest that walks the path an unmodified OS takes at boot:
+real mode -> protected mode -> long mode, writing one progress byte per stage
+to port 0x3f8 ('R', 'P', 'L') and halting in 64-bit mode.
 
-Facts used here come from include/uapi/linux/kvm.h (KVMIO = 0xAE) and
-asm-generic/ioctl.h.  Nothing happens at import time beyond defining
-constants; fcntl, mmap, signal and ctypes are imported where needed so the
-CLI starts fast.
+Facts used here come from include/uapi/linux/kvm.h (KVMIO = 0xAE),
+asm-generic/ioctl.h, arch/x86/include/uapi/asm/{kvm,processor-flags}.h,
+arch/x86/include/asm/{msr-index,desc_defs,pgtable_types,cpufeatures}.h and
+arch/x86/kvm/x86.c (EFER.LME needs CPUID.80000001H:EDX.LM in the guest's
+CPUID, which is why the vCPU gets KVM_GET_SUPPORTED_CPUID as its CPUID, as
+every VMM does).  Nothing happens at import time beyond defining constants;
+fcntl, mmap, signal, threading and ctypes are imported when a guest is about
+to run, so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ if TYPE_CHECKING:
     from typing import Callable
 
 __all__ = [
-    "CAPABILITIES", "SMOKE_GUEST_CODE",
+    "CAPABILITIES", "STAGES",
     "Capability", "GuestRun", "KvmBackend", "KvmError", "KvmHandle", "KvmVm",
+    "build_smoke_guest",
 ]
 
 # --- ioctl numbers ----------------------------------------------------------
@@ -58,11 +65,19 @@ DTABLE_FORMAT = "=QH3H"
 SREGS_FORMAT = "=" + SEGMENT_FORMAT[1:] * 8 + DTABLE_FORMAT[1:] * 2 + "7Q4Q"
 SREGS_CS_OFFSET = 0  # cs is the first member
 SEGMENT_HEAD_FORMAT = "=QIH"  # base, limit, selector
+# struct kvm_cpuid2: u32 nent, u32 padding, struct kvm_cpuid_entry2 entries[]
+CPUID2_HEADER_FORMAT = "=II"
+# struct kvm_cpuid_entry2: u32 function, index, flags, eax, ebx, ecx, edx, padding[3]
+CPUID_ENTRY2_FORMAT = "=7I3I"
+# Entries offered to KVM_GET_SUPPORTED_CPUID first: the kernel's
+# KVM_MAX_CPUID_ENTRIES (256 today; it clamps a larger nent). E2BIG: retry larger.
+CPUID_ENTRIES_TRIED = (256, 2048)
 
 KVM_GET_API_VERSION = _ioc(_IOC_NONE, 0x00)
 KVM_CREATE_VM = _ioc(_IOC_NONE, 0x01)
 KVM_CHECK_EXTENSION = _ioc(_IOC_NONE, 0x03)
 KVM_GET_VCPU_MMAP_SIZE = _ioc(_IOC_NONE, 0x04)
+KVM_GET_SUPPORTED_CPUID = _ioc(_IOC_READ | _IOC_WRITE, 0x05, struct.calcsize(CPUID2_HEADER_FORMAT))
 KVM_CREATE_VCPU = _ioc(_IOC_NONE, 0x41)
 KVM_SET_USER_MEMORY_REGION = _ioc(
     _IOC_WRITE, 0x46, struct.calcsize(MEMORY_REGION_FORMAT)
@@ -72,6 +87,7 @@ KVM_GET_REGS = _ioc(_IOC_READ, 0x81, struct.calcsize(REGS_FORMAT))
 KVM_SET_REGS = _ioc(_IOC_WRITE, 0x82, struct.calcsize(REGS_FORMAT))
 KVM_GET_SREGS = _ioc(_IOC_READ, 0x83, struct.calcsize(SREGS_FORMAT))
 KVM_SET_SREGS = _ioc(_IOC_WRITE, 0x84, struct.calcsize(SREGS_FORMAT))
+KVM_SET_CPUID2 = _ioc(_IOC_WRITE, 0x90, struct.calcsize(CPUID2_HEADER_FORMAT))
 
 # --- struct kvm_run (the mmap of a vCPU fd) ---------------------------------
 RUN_IMMEDIATE_EXIT_OFFSET = 1
@@ -114,15 +130,164 @@ INTERNAL_SUBERRORS = {
     4: "unexpected exit reason",
 }
 
-# --- the smoke guest ----------------------------------------------------------
-SMOKE_GUEST_CODE = bytes.fromhex("BAF803B04BEEF4")  # mov dx,0x3f8; mov al,'K'; out dx,al; hlt
+# --- the smoke guest: real mode -> protected mode -> long mode -----------------
+# x86 facts (Intel SDM vol. 3A; Linux arch/x86/include/uapi/asm/processor-flags.h,
+# asm/msr-index.h, asm/desc_defs.h, asm/pgtable_types.h, asm/cpufeatures.h).
+CR0_PE = 1 << 0  # X86_CR0_PE_BIT 0: protection enable
+CR0_PG = 1 << 31  # X86_CR0_PG_BIT 31: paging
+CR4_PAE = 1 << 5  # X86_CR4_PAE_BIT 5: physical address extension (64-bit paging needs it)
+MSR_EFER = 0xC0000080  # IA32_EFER
+EFER_LME = 1 << 8  # _EFER_LME 8: long mode enable
+CPUID_EXT_FEATURES = 0x80000001
+CPUID_EDX_LM = 1 << 29  # X86_FEATURE_LM (1*32+29): CPUID.80000001H:EDX bit 29
+# A segment descriptor (struct desc_struct): limit 15:0 | base 23:0 << 16 |
+# access byte << 40 | limit 19:16 << 48 | flags nibble << 52 | base 31:24 << 56.
+SEG_PRESENT = 0x80  # access byte: P
+SEG_CODE_DATA = 0x10  # access byte: S=1, a code or data segment (not a system one)
+SEG_TYPE_CODE = 0xB  # type: execute/read, accessed (the CPU need not write the GDT)
+SEG_TYPE_DATA = 0x3  # type: read/write, accessed
+SEG_FLAG_G = 0x8  # flags: limit counts 4 KiB units
+SEG_FLAG_DB = 0x4  # flags: 32-bit default operand size
+SEG_FLAG_L = 0x2  # flags: 64-bit code segment (with D/B = 0)
+# 4-level paging entries: bits 0 (P), 1 (R/W), 7 (PS: this PDE maps a 2 MiB page).
+PTE_PRESENT = 1 << 0
+PTE_WRITABLE = 1 << 1
+PDE_LARGE_PAGE = 1 << 7
+LARGE_PAGE_SIZE = 2 << 20
+
 SMOKE_PORT = 0x3F8
-SMOKE_BYTE = 0x4B  # 'K'
+# (stage, progress byte the guest writes to SMOKE_PORT on entering it), in order.
+STAGES: tuple[tuple[str, int], ...] = (("real", 0x52), ("protected", 0x50), ("long", 0x4C))  # R P L
+STAGE_NAMES = tuple(name for name, _byte in STAGES)
+SMOKE_BYTE = STAGES[-1][1]  # the last progress byte: GuestRun.byte after a full run
 GUEST_PAGE_SIZE = 4096
-GUEST_PHYS_ADDR = 0x1000
+GUEST_PHYS_ADDR = 0x1000  # slot 0 starts here, and so does the real-mode code
+GUEST_MEMORY_SIZE = 4 * GUEST_PAGE_SIZE  # 0x1000-0x4fff: code + GDT, PML4, PDPT, PD
 GUEST_SLOT = 0
 GUEST_RFLAGS = 0x2  # bit 1 is reserved and must be set
-_EXPECTED_EXITS = ("IO", "HLT")
+# Guest-physical layout (identity-mapped, so also the linear addresses).
+REAL_ENTRY = GUEST_PHYS_ADDR  # 16-bit code, entered from the reset state
+PROTECTED_ENTRY = 0x1040  # 32-bit code
+LONG_ENTRY = 0x10C0  # 64-bit code
+GDT_ADDR = 0x1100  # null, 32-bit code, data, 64-bit code
+GDTR_ADDR = 0x1120  # lgdt operand: u16 limit, u32 base
+NULL_IDTR_ADDR = 0x1128  # lidt operand {0, 0}: any exception becomes a triple fault
+PML4_ADDR = 0x2000
+PDPT_ADDR = 0x3000
+PD_ADDR = 0x4000
+CODE32_SELECTOR = 0x08
+DATA_SELECTOR = 0x10
+CODE64_SELECTOR = 0x18
+_HLT = 0xF4  # fills the unused part of the code page: stray execution halts
+
+
+def segment_descriptor(base: int, limit: int, access: int, flags: int) -> int:
+    """An 8-byte GDT code/data descriptor as an integer (little-endian in memory)."""
+    return ((limit & 0xFFFF) | (base & 0xFFFFFF) << 16 | access << 40
+            | ((limit >> 16) & 0xF) << 48 | flags << 52 | ((base >> 24) & 0xFF) << 56)
+
+
+GDT_ENTRIES = (
+    0,  # the null descriptor
+    segment_descriptor(0, 0xFFFFF, SEG_PRESENT | SEG_CODE_DATA | SEG_TYPE_CODE, SEG_FLAG_G | SEG_FLAG_DB),
+    segment_descriptor(0, 0xFFFFF, SEG_PRESENT | SEG_CODE_DATA | SEG_TYPE_DATA, SEG_FLAG_G | SEG_FLAG_DB),
+    segment_descriptor(0, 0xFFFFF, SEG_PRESENT | SEG_CODE_DATA | SEG_TYPE_CODE, SEG_FLAG_G | SEG_FLAG_L),
+)
+
+
+def _u16(value: int) -> bytes:
+    return struct.pack("<H", value)
+
+
+def _u32(value: int) -> bytes:
+    return struct.pack("<I", value)
+
+
+def _real_mode_code() -> bytes:
+    """16-bit code at REAL_ENTRY: report, load a null IDT and the GDT, set CR0.PE, far jump."""
+    return b"".join((
+        b"\xFA",  # cli
+        b"\xBA" + _u16(SMOKE_PORT),  # mov dx, 0x3f8
+        b"\xB0" + bytes([STAGES[0][1]]),  # mov al, 'R'
+        b"\xEE",  # out dx, al
+        b"\x66\x0F\x01\x1E" + _u16(NULL_IDTR_ADDR),  # o32 lidt [NULL_IDTR_ADDR]
+        b"\x66\x0F\x01\x16" + _u16(GDTR_ADDR),  # o32 lgdt [GDTR_ADDR]
+        b"\x0F\x20\xC0",  # mov eax, cr0
+        b"\x0C" + bytes([CR0_PE]),  # or al, CR0.PE
+        b"\x0F\x22\xC0",  # mov cr0, eax
+        b"\xEA" + _u16(PROTECTED_ENTRY) + _u16(CODE32_SELECTOR),  # jmp 0x08:PROTECTED_ENTRY
+    ))
+
+
+def _protected_mode_code() -> bytes:
+    """32-bit code at PROTECTED_ENTRY: data segments, report, PAE, CR3, EFER.LME, CR0.PG, far jump."""
+    return b"".join((
+        b"\x66\xB8" + _u16(DATA_SELECTOR),  # mov ax, 0x10
+        b"\x8E\xD8",  # mov ds, ax
+        b"\x8E\xC0",  # mov es, ax
+        b"\x8E\xE0",  # mov fs, ax
+        b"\x8E\xE8",  # mov gs, ax
+        b"\x8E\xD0",  # mov ss, ax
+        b"\x66\xBA" + _u16(SMOKE_PORT),  # mov dx, 0x3f8
+        b"\xB0" + bytes([STAGES[1][1]]),  # mov al, 'P'
+        b"\xEE",  # out dx, al
+        b"\x0F\x20\xE0",  # mov eax, cr4
+        b"\x0D" + _u32(CR4_PAE),  # or eax, CR4.PAE
+        b"\x0F\x22\xE0",  # mov cr4, eax
+        b"\xB8" + _u32(PML4_ADDR),  # mov eax, PML4_ADDR
+        b"\x0F\x22\xD8",  # mov cr3, eax
+        b"\xB9" + _u32(MSR_EFER),  # mov ecx, IA32_EFER
+        b"\x0F\x32",  # rdmsr
+        b"\x0D" + _u32(EFER_LME),  # or eax, EFER.LME
+        b"\x0F\x30",  # wrmsr
+        b"\x0F\x20\xC0",  # mov eax, cr0
+        b"\x0D" + _u32(CR0_PG),  # or eax, CR0.PG  (-> IA-32e compatibility mode)
+        b"\x0F\x22\xC0",  # mov cr0, eax
+        b"\xEA" + _u32(LONG_ENTRY) + _u16(CODE64_SELECTOR),  # jmp 0x18:LONG_ENTRY
+    ))
+
+
+def _long_mode_code() -> bytes:
+    """64-bit code at LONG_ENTRY: report and halt.
+
+    The byte comes out of a REX.W move and shift, so only 64-bit code writes
+    it: decoded as 32-bit code these bytes put 0 in AL and store to address 0,
+    which is not guest RAM.
+    """
+    return b"".join((
+        b"\x66\xBA" + _u16(SMOKE_PORT),  # mov dx, 0x3f8
+        b"\x48\xB8" + struct.pack("<Q", STAGES[2][1] << 32),  # mov rax, 'L' << 32
+        b"\x48\xC1\xE8\x20",  # shr rax, 32
+        b"\xEE",  # out dx, al
+        b"\xF4",  # hlt
+    ))
+
+
+def build_smoke_guest() -> bytes:
+    """The smoke guest's memory: GUEST_MEMORY_SIZE bytes loaded at GUEST_PHYS_ADDR.
+
+    Page 0x1000: the 16/32/64-bit code, the GDT and the lgdt/lidt operands
+    (the rest HLT); 0x2000 PML4, 0x3000 PDPT, 0x4000 PD, whose entry 0 maps
+    the 2 MiB page at 0 (identity, covering all of the guest's memory).
+    """
+    image = bytearray(GUEST_MEMORY_SIZE)
+    image[:GUEST_PAGE_SIZE] = bytes([_HLT]) * GUEST_PAGE_SIZE
+    pieces = ((REAL_ENTRY, _real_mode_code()), (PROTECTED_ENTRY, _protected_mode_code()),
+              (LONG_ENTRY, _long_mode_code()), (GDT_ADDR, struct.pack("<4Q", *GDT_ENTRIES)),
+              (GDTR_ADDR, struct.pack("<HI", 8 * len(GDT_ENTRIES) - 1, GDT_ADDR)),
+              (NULL_IDTR_ADDR, struct.pack("<HI", 0, 0)),
+              (PML4_ADDR, struct.pack("<Q", PDPT_ADDR | PTE_PRESENT | PTE_WRITABLE)),
+              (PDPT_ADDR, struct.pack("<Q", PD_ADDR | PTE_PRESENT | PTE_WRITABLE)),
+              (PD_ADDR, struct.pack("<Q", 0 | PTE_PRESENT | PTE_WRITABLE | PDE_LARGE_PAGE)))
+    ends = sorted(address for address, _data in pieces) + [GUEST_PHYS_ADDR + GUEST_MEMORY_SIZE]
+    for address, data in pieces:
+        if address + len(data) > ends[ends.index(address) + 1]:
+            raise AssertionError(f"smoke guest layout: {len(data)} bytes at {address:#x} overlap the next piece")
+        offset = address - GUEST_PHYS_ADDR
+        image[offset:offset + len(data)] = data
+    if GUEST_PHYS_ADDR + GUEST_MEMORY_SIZE > LARGE_PAGE_SIZE:
+        raise AssertionError("the identity map's 2 MiB page must cover the guest memory")
+    return bytes(image)
 
 # Hang guard: after the first SIGALRM the timer keeps firing at this interval
 # so a signal that slipped in just before KVM_RUN entered the kernel is
@@ -176,7 +341,31 @@ CAPABILITIES: tuple[Capability, ...] = (
 
 
 class GuestRun(NamedTuple):
-    """Outcome of running the tiny real-mode guest."""
+    """Outcome of running the smoke guest (real -> protected -> long mode).
+
+    ok: the guest wrote 'R', 'P' and 'L' (STAGES) to port 0x3f8, in order
+        and nothing else, then halted in long mode.
+    exits: exit reason names in order; a full run is ("IO", "IO", "IO", "HLT").
+    port, byte: port and data byte of the last I/O exit (a full run: 0x3f8
+        and 0x4c, 'L'); byte is None for an `in` or missing data, both None
+        when the guest did no port I/O.
+    runs: KVM_RUN calls made (bounded by max_runs).
+    duration_ns: from mapping guest memory to the last exit: setting up the
+        vCPU and the KVM_RUN calls (module imports and the host's CPUID query
+        happen before, the teardown after).
+    problem: None when ok, else what went wrong, naming the stage: e.g.
+        "stopped in protected mode: unexpected SHUTDOWN exit (the guest
+        triple-faulted) after reaching real, protected", "timeout in long
+        mode: ...", "guest wrote 0x41 ('A') to port 0x3f8 in real mode,
+        expected 0x52 ('R')"; several problems are joined by "; ".
+    stages: names of the stages whose progress byte arrived, in order; a
+        full run is ("real", "protected", "long").
+    stopped_in: None when the guest halted after reaching long mode; else the
+        stage it was running when it stopped (exit, timeout or bound): the
+        last stage reached, or "real", the reset state, when none was.  Each
+        stage writes its byte first, so "protected" means the fault lies
+        between 'P' and 'L': in the protected-mode code or its jump to long mode.
+    """
 
     ok: bool
     exits: tuple[str, ...]
@@ -185,6 +374,8 @@ class GuestRun(NamedTuple):
     runs: int
     duration_ns: int
     problem: str | None
+    stages: tuple[str, ...]
+    stopped_in: str | None
 
 
 # --- the syscall seam ---------------------------------------------------------
@@ -231,6 +422,7 @@ class KvmHandle:
     def __init__(self, fd: int, path: str = KVM_DEVICE):
         self._fd = fd
         self.path = path
+        self._supported_cpuid: bytes | None = None
 
     def __enter__(self) -> KvmHandle:
         return self
@@ -251,12 +443,21 @@ class KvmHandle:
     def vcpu_mmap_size(self) -> int:
         return _ioctl(self._fd, "KVM_GET_VCPU_MMAP_SIZE", KVM_GET_VCPU_MMAP_SIZE)
 
+    def supported_cpuid(self) -> bytes:
+        """KVM_GET_SUPPORTED_CPUID as a struct kvm_cpuid2 (header and entries),
+        ready for KVM_SET_CPUID2; asked once per handle."""
+        if self._supported_cpuid is None:
+            self._supported_cpuid = _get_supported_cpuid(self._fd)
+        return self._supported_cpuid
+
     def create_vm(self) -> KvmVm:
         # The run area size is a system ioctl; fetch it now so the VM does not
-        # need this handle later.
+        # need this handle later.  The VM keeps the handle only to ask it for
+        # the supported CPUID when a guest runs (reopening the device if the
+        # handle has been closed by then).
         mmap_size = self.vcpu_mmap_size()
         fd = _ioctl(self._fd, "KVM_CREATE_VM", KVM_CREATE_VM, 0)
-        return KvmVm(fd, mmap_size, self.path)
+        return KvmVm(fd, mmap_size, self.path, handle=self)
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
@@ -267,11 +468,13 @@ class KvmHandle:
 class KvmVm:
     """A VM fd. Context manager; close() is idempotent."""
 
-    def __init__(self, fd: int, vcpu_mmap_size: int, device_path: str = KVM_DEVICE):
+    def __init__(self, fd: int, vcpu_mmap_size: int, device_path: str = KVM_DEVICE,
+                 handle: KvmHandle | None = None):
         self._fd = fd
         self._vcpu_mmap_size = vcpu_mmap_size
         self._next_vcpu_id = 0  # vCPUs live as long as the VM, so ids are not reused
         self.device_path = device_path
+        self._handle = handle  # not owned: never closed here
 
     def __enter__(self) -> KvmVm:
         return self
@@ -291,28 +494,94 @@ class KvmVm:
         if fd >= 0:
             _close_fd(fd)
 
+    def supported_cpuid(self) -> bytes:
+        """The host's supported CPUID (see KvmHandle.supported_cpuid), from the
+        handle that created this VM, or from the device opened again for it."""
+        handle = self._handle
+        if handle is not None and not handle.closed:
+            return handle.supported_cpuid()
+        with KvmBackend().open_device(self.device_path) as kvm:
+            return kvm.supported_cpuid()
+
     def run_smoke_guest(
         self,
-        code: bytes = SMOKE_GUEST_CODE,
+        code: bytes | None = None,
         *,
-        max_runs: int = 8,
+        max_runs: int = 16,
         timeout_s: float = 1.0,
     ) -> GuestRun:
-        """Run `code` in real mode at 0x1000 and report its exits.
+        """Run the smoke guest and report its stages and exits (see GuestRun).
+
+        `code` replaces the guest memory image (default: build_smoke_guest());
+        it is loaded at GUEST_PHYS_ADDR and entered there in real mode, the
+        rest of the GUEST_MEMORY_SIZE bytes zero.  The vCPU gets the host's
+        supported CPUID, as a VMM gives it.
 
         The first call uses vCPU id 0; a repeated call on the same VM uses the
         next id, because KVM keeps a vCPU until its VM is destroyed.
         """
-        if not 0 < len(code) <= GUEST_PAGE_SIZE:
-            raise ValueError(f"guest code must be 1..{GUEST_PAGE_SIZE} bytes")
+        if code is not None and not 0 < len(code) <= GUEST_MEMORY_SIZE:
+            raise ValueError(f"guest code must be 1..{GUEST_MEMORY_SIZE} bytes")
         if max_runs < 1 or not timeout_s > 0:
             raise ValueError("max_runs must be >= 1 and timeout_s > 0")
         if self._fd < 0:
             raise KvmError("KVM_SET_USER_MEMORY_REGION", errno.EBADF)
+        image = build_smoke_guest() if code is None else code
+        _import_guest_modules()  # before the clock starts: the duration is the guest's
         try:
-            return _run_session(self, _AlarmGuard(timeout_s), code, max_runs)
+            guard = _AlarmGuard(timeout_s)
+            return _run_session(self, guard, image, self.supported_cpuid(), max_runs)
         except _GuardUnavailable as exc:
             return _run_in_child(self.device_path, code, max_runs, timeout_s, str(exc))
+
+
+def _import_guest_modules() -> None:
+    """Import what a guest run needs, so no import lands inside the timed part.
+
+    An import that cannot open its file (EMFILE under a low RLIMIT_NOFILE)
+    is a KvmError("import", errno) like every other failure here."""
+    try:
+        import ctypes  # noqa: F401
+        import fcntl  # noqa: F401
+        import mmap  # noqa: F401
+        import signal  # noqa: F401
+        import threading  # noqa: F401
+    except OSError as exc:
+        raise KvmError("import", exc.errno or errno.EIO, exc.strerror) from None
+
+
+def _get_supported_cpuid(system_fd: int) -> bytes:
+    """KVM_GET_SUPPORTED_CPUID on /dev/kvm, trimmed to the entries it filled."""
+    header = struct.calcsize(CPUID2_HEADER_FORMAT)
+    entry = struct.calcsize(CPUID_ENTRY2_FORMAT)
+    for capacity in CPUID_ENTRIES_TRIED:
+        buf = bytearray(header + capacity * entry)
+        struct.pack_into(CPUID2_HEADER_FORMAT, buf, 0, capacity, 0)
+        try:
+            _ioctl(system_fd, "KVM_GET_SUPPORTED_CPUID", KVM_GET_SUPPORTED_CPUID, buf)
+        except KvmError as exc:
+            if exc.errno == errno.E2BIG and capacity != CPUID_ENTRIES_TRIED[-1]:
+                continue
+            raise
+        nent = min(struct.unpack_from(CPUID2_HEADER_FORMAT, buf)[0], capacity)
+        struct.pack_into(CPUID2_HEADER_FORMAT, buf, 0, nent, 0)
+        return bytes(buf[:header + nent * entry])
+    raise AssertionError("unreachable")
+
+
+def cpuid_entries(cpuid: bytes) -> list[tuple[int, ...]]:
+    """(function, index, flags, eax, ebx, ecx, edx) of each entry of a struct kvm_cpuid2."""
+    header = struct.calcsize(CPUID2_HEADER_FORMAT)
+    size = struct.calcsize(CPUID_ENTRY2_FORMAT)
+    (nent, _padding) = struct.unpack_from(CPUID2_HEADER_FORMAT, cpuid)
+    nent = min(nent, (len(cpuid) - header) // size)
+    return [struct.unpack_from(CPUID_ENTRY2_FORMAT, cpuid, header + i * size)[:7] for i in range(nent)]
+
+
+def offers_long_mode(cpuid: bytes) -> bool:
+    """Whether a struct kvm_cpuid2 sets CPUID.80000001H:EDX.LM (KVM refuses EFER.LME without it)."""
+    return any(function == CPUID_EXT_FEATURES and edx & CPUID_EDX_LM
+               for function, _index, _flags, _eax, _ebx, _ecx, edx in cpuid_entries(cpuid))
 
 
 # --- the hang guard ---------------------------------------------------------
@@ -480,30 +749,46 @@ def _describe_byte(value: int) -> str:
     return f"{value:#04x} ({char!r})" if char.isprintable() else f"{value:#04x}"
 
 
-def _io_problem(info: _ExitInfo) -> str | None:
+def _stage(stages: list[str]) -> str:
+    """The stage the guest is running: the last one reached, else real (the reset state)."""
+    return stages[-1] if stages else STAGE_NAMES[0]
+
+
+def _mode(stages: list[str]) -> str:
+    return f"{_stage(stages)} mode"
+
+
+def _progress(stages: list[str]) -> str:
+    return f"after reaching {', '.join(stages)}" if stages else "before its first progress byte"
+
+
+def _io_problem(info: _ExitInfo, stages: list[str]) -> str | None:
+    """None if this I/O exit is the next stage's progress byte, else what is wrong with it."""
+    where = _mode(stages)
     if info.port != SMOKE_PORT:
-        return f"guest wrote to port {info.port:#x}, expected {SMOKE_PORT:#x}"
+        return f"guest wrote to port {info.port:#x} in {where}, expected {SMOKE_PORT:#x}"
     if info.direction != KVM_EXIT_IO_OUT or info.size != 1 or info.count != 1:
-        return f"unexpected I/O ({info.detail}), expected a one-byte out to {SMOKE_PORT:#x}"
+        return (f"unexpected I/O in {where} ({info.detail}), "
+                f"expected a one-byte out to {SMOKE_PORT:#x}")
     if info.data is None:
         return "the I/O data offset points outside the kvm_run mapping"
-    if info.data[0] != SMOKE_BYTE:
-        return (f"guest wrote {_describe_byte(info.data[0])} to port {info.port:#x}, "
-                f"expected {_describe_byte(SMOKE_BYTE)}")
+    if len(stages) == len(STAGES):
+        return f"unexpected extra I/O exit in {where}: {info.detail}, byte {_describe_byte(info.data[0])}"
+    stage, expected = STAGES[len(stages)]
+    if info.data[0] != expected:
+        return (f"guest wrote {_describe_byte(info.data[0])} to port {info.port:#x} in {where}, "
+                f"expected {_describe_byte(expected)}, the {stage}-mode progress byte")
     return None
 
 
-def _also(problem: str | None, more: str) -> str:
-    return f"{problem}; {more}" if problem else more
-
-
 class _Outcome:
-    __slots__ = ("exits", "port", "byte", "runs", "problem")
+    __slots__ = ("exits", "port", "byte", "runs", "problem", "stages", "stopped_in")
 
     def __init__(self, exits: tuple[str, ...], port: int | None, byte: int | None,
-                 runs: int, problem: str | None):
+                 runs: int, problem: str | None, stages: tuple[str, ...], stopped_in: str | None):
         self.exits, self.port, self.byte, self.runs, self.problem = (
             exits, port, byte, runs, problem)
+        self.stages, self.stopped_in = stages, stopped_in
 
 
 def _drive_guest(
@@ -511,43 +796,54 @@ def _drive_guest(
 ) -> _Outcome:
     """Call run_once() (one KVM_RUN) until HLT, an unexpected exit or the bound.
 
-    run_once raises _GuestTimeout when the deadline passes and
+    Each correct progress byte on port 0x3f8 advances the stage; the first
+    wrong I/O is kept as a problem and the guest goes on (port I/O is
+    harmless).  run_once raises _GuestTimeout when the deadline passes and
     InterruptedError when an unrelated signal cut KVM_RUN short (retried).
     """
     exits: list[str] = []
-    port = byte = problem = None
+    stages: list[str] = []
+    problems: list[str] = []
+    io_problem = False
+    port = byte = None
+    halted_in_long_mode = False
     runs = 0
     while runs < max_runs:
         runs += 1
         try:
             run_once()
         except _GuestTimeout:
-            timeout = (f"timeout: the guest did not halt within {timeout_s:g} s "
-                       f"(KVM_RUN interrupted after {len(exits)} exit(s))")
-            problem = _also(problem, timeout)
+            problems.append(f"timeout in {_mode(stages)}: the guest did not halt within {timeout_s:g} s "
+                            f"(KVM_RUN interrupted after {len(exits)} exit(s)) {_progress(stages)}")
             break
         except InterruptedError:
             continue  # a foreign signal interrupted KVM_RUN; run again
         info = _decode_exit(run_area)
         exits.append(info.name)
         if info.reason == _EXIT_IO:
-            if port is None:
-                port = info.port
-                if info.direction == KVM_EXIT_IO_OUT and info.data:
-                    byte = info.data[0]
+            port = info.port
+            byte = info.data[0] if info.direction == KVM_EXIT_IO_OUT and info.data else None
+            problem = _io_problem(info, stages)
             if problem is None:
-                problem = (_io_problem(info) if len(exits) == 1
-                           else f"unexpected extra I/O exit: {info.detail}")
-            continue  # port I/O is harmless: let the guest go on
+                stages.append(STAGES[len(stages)][0])
+            elif not io_problem:
+                problems.append(problem)
+                io_problem = True
+            continue
         if info.reason == _EXIT_HLT:
-            if problem is None and tuple(exits) != _EXPECTED_EXITS:
-                problem = "guest halted without writing to port 0x3f8"
+            halted_in_long_mode = len(stages) == len(STAGES)
+            if not halted_in_long_mode:
+                problems.append(f"stopped in {_mode(stages)}: the guest halted {_progress(stages)}")
             break
-        problem = _also(problem, f"unexpected {info.name} exit: {info.detail}")
+        problems.append(f"stopped in {_mode(stages)}: unexpected {info.name} exit "
+                        f"({info.detail}) {_progress(stages)}")
         break
     else:
-        problem = _also(problem, f"guest did not halt within {max_runs} KVM_RUN calls")
-    return _Outcome(tuple(exits), port, byte, runs, problem)
+        problems.append(f"stopped in {_mode(stages)}: the guest did not halt within "
+                        f"{max_runs} KVM_RUN calls {_progress(stages)}")
+    stopped_in = None if halted_in_long_mode else _stage(stages)
+    return _Outcome(tuple(exits), port, byte, runs, "; ".join(problems) or None,
+                    tuple(stages), stopped_in)
 
 
 # --- one guest run: resources and their cleanup ---------------------------------
@@ -583,12 +879,13 @@ def _address_of(mapping) -> int:
         del anchor  # release the buffer export, or mapping.close() would fail
 
 
-def _prepare_vcpu(vm: KvmVm, code: bytes, cleanup: contextlib.ExitStack):
-    """Memory, slot 0, vCPU and its kvm_run mapping; each registers its undo."""
-    memory = _map_anonymous(GUEST_PAGE_SIZE)
+def _prepare_vcpu(vm: KvmVm, image: bytes, cpuid: bytes, cleanup: contextlib.ExitStack):
+    """Memory, slot 0, vCPU, its kvm_run mapping, CPUID and registers; each
+    resource registers its undo."""
+    memory = _map_anonymous(GUEST_MEMORY_SIZE)
     cleanup.callback(memory.close)
-    memory[: len(code)] = code
-    _set_slot(vm._fd, GUEST_PAGE_SIZE, _address_of(memory))
+    memory[: len(image)] = image
+    _set_slot(vm._fd, GUEST_MEMORY_SIZE, _address_of(memory))
     # Deleting the slot (size 0) lets the VM run a guest again later.
     cleanup.callback(_delete_slot, vm._fd)
     vcpu_fd = _ioctl(vm._fd, "KVM_CREATE_VCPU", KVM_CREATE_VCPU, vm._next_vcpu_id)
@@ -596,6 +893,7 @@ def _prepare_vcpu(vm: KvmVm, code: bytes, cleanup: contextlib.ExitStack):
     vm._next_vcpu_id += 1
     run_area = _map_vcpu(vcpu_fd, vm._vcpu_mmap_size)
     cleanup.callback(run_area.close)
+    _ioctl(vcpu_fd, "KVM_SET_CPUID2", KVM_SET_CPUID2, bytearray(cpuid))
     _set_real_mode_registers(vcpu_fd)
     return vcpu_fd, run_area
 
@@ -638,21 +936,23 @@ def _run_vcpu(vcpu_fd: int, guard: _AlarmGuard) -> None:
         raise KvmError("KVM_RUN", exc.errno or errno.EIO, exc.strerror) from None
 
 
-def _run_session(vm: KvmVm, guard: _AlarmGuard, code: bytes, max_runs: int) -> GuestRun:
+def _run_session(vm: KvmVm, guard: _AlarmGuard, image: bytes, cpuid: bytes,
+                 max_runs: int) -> GuestRun:
     start = time.perf_counter_ns()
     # ExitStack runs every registered undo, in reverse, even if one fails.
     with contextlib.ExitStack() as cleanup:
-        vcpu_fd, run_area = _prepare_vcpu(vm, code, cleanup)
+        vcpu_fd, run_area = _prepare_vcpu(vm, image, cpuid, cleanup)
         with guard:  # leaves before the mapping is closed
             guard.run_area = run_area
             outcome = _drive_guest(lambda: _run_vcpu(vcpu_fd, guard), run_area,
                                   max_runs, guard.timeout_s)
         duration = time.perf_counter_ns() - start
-    ok = (outcome.problem is None and outcome.exits == _EXPECTED_EXITS
-          and outcome.port == SMOKE_PORT and outcome.byte == SMOKE_BYTE)
-    problem = None if ok else (outcome.problem or f"unexpected exits {outcome.exits}")
-    return GuestRun(ok, outcome.exits, outcome.port, outcome.byte, outcome.runs,
-                    duration, problem)
+    problem = outcome.problem
+    if outcome.stopped_in == "protected" and not offers_long_mode(cpuid):
+        problem = (f"{problem}; KVM_GET_SUPPORTED_CPUID offers no long mode "
+                   "(CPUID.80000001H:EDX.LM clear), so the guest may not set EFER.LME")
+    return GuestRun(problem is None, outcome.exits, outcome.port, outcome.byte, outcome.runs,
+                    duration, problem, outcome.stages, outcome.stopped_in)
 
 
 # --- fallback off the main thread ---------------------------------------------------
@@ -665,30 +965,40 @@ _CHILD_BOOT = (
 )
 
 
-def _run_in_child(path: str, code: bytes, max_runs: int, timeout_s: float,
+def _run_in_child(path: str, code: bytes | None, max_runs: int, timeout_s: float,
                   why: str) -> GuestRun:
     """Run the guest in a fresh VM in a child process, whose main thread can
     use the SIGALRM guard; the parent kills the child if even that overruns.
-    (A VM cannot be shared: KVM ties it to the process that created it.)"""
-    import json
-    import subprocess
-    import sys
+    (A VM cannot be shared: KVM ties it to the process that created it.)
+
+    When the child fails or is killed nothing is known of the guest's
+    progress: the result has no stages and stopped_in "real"."""
+    try:
+        import json
+        import subprocess
+        import sys
+    except OSError as exc:  # EMFILE: no fd left to read the module
+        raise KvmError("import", exc.errno or errno.EIO, exc.strerror) from None
 
     start = time.perf_counter_ns()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     argv = [sys.executable, "-I", "-S", "-c", _CHILD_BOOT, package_parent,
-            path, code.hex(), str(max_runs), repr(timeout_s)]
+            path, "" if code is None else code.hex(), str(max_runs), repr(timeout_s)]
 
     def failed(problem: str) -> GuestRun:
         return GuestRun(False, (), None, None, 0, time.perf_counter_ns() - start,
-                        f"{problem} (guest run in a child process because {why})")
+                        f"{problem} (guest run in a child process because {why})",
+                        (), STAGE_NAMES[0])
 
     try:
         done = subprocess.run(argv, capture_output=True, timeout=timeout_s
                               + _CHILD_STARTUP_ALLOWANCE_S, check=False)
     except subprocess.TimeoutExpired:
-        return failed(f"timeout: the child running the guest overran {timeout_s:g} s and was killed")
-    except (OSError, ValueError) as exc:
+        return failed(f"timeout in an unknown stage: the child running the guest overran "
+                      f"{timeout_s:g} s and was killed")
+    except OSError as exc:  # pipe, fork or exec: EMFILE, EAGAIN, ENOMEM ... are ours, not the host's
+        raise KvmError("start child process", exc.errno or errno.EIO, exc.strerror) from None
+    except ValueError as exc:
         return failed(f"could not start the child process: {exc}")
     try:
         reply = json.loads(done.stdout)
@@ -699,6 +1009,7 @@ def _run_in_child(path: str, code: bytes, max_runs: int, timeout_s: float,
         raise KvmError(*reply["error"])
     run = reply["run"]
     run["exits"] = tuple(run["exits"])
+    run["stages"] = tuple(run["stages"])
     return GuestRun(**run)
 
 
@@ -709,8 +1020,8 @@ def _child_main(args: list[str]) -> None:
     path, code_hex, max_runs, timeout_s = args
     try:
         with KvmBackend().open_device(path) as kvm, kvm.create_vm() as vm:
-            run = vm.run_smoke_guest(bytes.fromhex(code_hex), max_runs=int(max_runs),
-                                     timeout_s=float(timeout_s))
+            run = vm.run_smoke_guest(bytes.fromhex(code_hex) if code_hex else None,
+                                     max_runs=int(max_runs), timeout_s=float(timeout_s))
         reply = {"run": run._asdict()}
     except KvmError as exc:
         reply = {"error": [exc.operation, exc.errno, exc.strerror]}

@@ -1,6 +1,13 @@
 """Integration tests of kvmready.kvmapi against the real /dev/kvm.
 
 Skipped as a whole when /dev/kvm is missing or cannot be opened.
+
+The smoke guest walks real -> protected -> long mode.  On the development
+machine and CI (Firecracker microVM, /dev/kvm from kvm_pvm, no VMX/SVM) it
+reaches long mode, as it does on hardware KVM: the tests assert the full run.
+Broken variants of the guest image stop in each stage; the guest loads a null
+IDT first, so any fault is a triple fault (SHUTDOWN) on every KVM, which makes
+those outcomes the same on PVM and hardware KVM.
 """
 
 from __future__ import annotations
@@ -10,6 +17,9 @@ import json
 import os
 import signal
 import stat
+import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,6 +31,7 @@ from kvmready.kvmapi import (
     CAPABILITIES,
     KvmBackend,
     KvmError,
+    build_smoke_guest,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,7 +45,21 @@ LOOP_CODE = bytes.fromhex("EBFE")  # jmp $
 WRONG_BYTE_CODE = bytes.fromhex("BAF803B041EEF4")  # writes 'A'
 OTHER_PORT_CODE = bytes.fromhex("BA8000B04BEEF4")  # writes 'K' to port 0x80
 UD2_CODE = bytes.fromhex("0F0B")  # #UD; no IVT in guest RAM ends in a triple fault
-MMIO_CODE = bytes.fromhex("B04BA20050F4")  # mov [0x5000],al: no RAM there
+MMIO_CODE = bytes.fromhex("B04BA20050F4")  # mov [0x5000],al: no RAM there (guest RAM is 0x1000-0x4fff)
+FULL = ("real", "protected", "long")
+
+
+def broken_guest(address: int, data: bytes) -> bytes:
+    """The smoke guest image with `data` written at guest-physical `address`."""
+    image = bytearray(build_smoke_guest())
+    offset = address - kvmapi.GUEST_PHYS_ADDR
+    image[offset:offset + len(data)] = data
+    return bytes(image)
+
+
+def descriptor_without(selector: int, field: int, add: int = 0) -> tuple[int, bytes]:
+    value = kvmapi.GDT_ENTRIES[selector // 8] & ~field | add
+    return kvmapi.GDT_ADDR + selector, struct.pack("<Q", value)
 
 
 @pytest.fixture
@@ -98,11 +123,12 @@ def test_create_vm_and_close_twice(kvm):
 
 
 # --- the smoke guest -----------------------------------------------------------------
-def test_smoke_guest_runs(vm):
+def test_smoke_guest_reaches_long_mode(vm):
     result = vm.run_smoke_guest()
     assert result.ok, result.problem
-    assert result.exits == ("IO", "HLT")
-    assert (result.port, result.byte, result.runs) == (0x3F8, 0x4B, 2)
+    assert result.stages == FULL and result.stopped_in is None
+    assert result.exits == ("IO", "IO", "IO", "HLT")
+    assert (result.port, result.byte, result.runs) == (0x3F8, ord("L"), 4)
     assert result.problem is None
     assert 0 < result.duration_ns < 1_000_000_000
 
@@ -112,24 +138,78 @@ def test_smoke_guest_twice_on_one_vm(vm):
     assert vm.run_smoke_guest().ok
 
 
+def test_smoke_guest_run_time(kvm):
+    """About a millisecond per run (median); generous bound against a busy machine."""
+    durations = []
+    for _ in range(30):
+        with kvm.create_vm() as machine:
+            result = machine.run_smoke_guest()
+        assert result.ok, result.problem
+        durations.append(result.duration_ns)
+    assert sorted(durations)[len(durations) // 2] < 50_000_000
+
+
+# Each broken image stops in a known stage with a known exit on any KVM.
+BROKEN = {
+    # 32-bit code descriptor not present: the far jump out of real mode faults
+    "code32 not present": (descriptor_without(0x08, kvmapi.SEG_PRESENT << 40), "real", ("real",), "SHUTDOWN"),
+    # no 2 MiB page: the first fetch after CR0.PG page-faults
+    "PD entry not present": ((kvmapi.PD_ADDR, bytes(8)), "protected", ("real", "protected"), "SHUTDOWN"),
+    # a 64-bit code descriptor without L runs the 64-bit code as 32-bit code:
+    # it stores to linear 0 (no RAM) instead of writing 'L'
+    "code64 without L": (descriptor_without(0x18, kvmapi.SEG_FLAG_L << 52, kvmapi.SEG_FLAG_DB << 52),
+                         "protected", ("real", "protected"), "MMIO"),
+    # ud2 instead of hlt after 'L'
+    "ud2 in long mode": ((kvmapi.LONG_ENTRY + 19, bytes.fromhex("0F0B")), "long", FULL, "SHUTDOWN"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_broken_guest_stops_in_the_stage_it_breaks(vm, name):
+    (address, data), stage, stages, reason = BROKEN[name]
+    result = vm.run_smoke_guest(broken_guest(address, data))
+    assert not result.ok
+    assert result.stages == stages and result.stopped_in == stage
+    assert result.exits == ("IO",) * len(stages) + (reason,)
+    assert result.problem.startswith(f"stopped in {stage} mode: unexpected {reason} exit (")
+    assert result.problem.endswith(f"after reaching {', '.join(stages)}")
+
+
+def test_without_long_mode_in_the_cpuid_the_guest_stops_in_protected_mode(vm, monkeypatch):
+    """What a VMM that gives the vCPU no CPUID gets: KVM refuses EFER.LME (#GP, triple fault)."""
+    monkeypatch.setattr(kvmapi.KvmVm, "supported_cpuid", lambda self: struct.pack("=II", 0, 0))
+    result = vm.run_smoke_guest()
+    assert result.stages == ("real", "protected") and result.stopped_in == "protected"
+    assert result.exits == ("IO", "IO", "SHUTDOWN")
+    assert result.problem == (
+        "stopped in protected mode: unexpected SHUTDOWN exit (the guest triple-faulted) after reaching "
+        "real, protected; KVM_GET_SUPPORTED_CPUID offers no long mode (CPUID.80000001H:EDX.LM clear), "
+        "so the guest may not set EFER.LME")
+
+
+def test_host_offers_long_mode(kvm):
+    assert kvmapi.offers_long_mode(kvm.supported_cpuid())
+
+
 def test_wrong_byte_is_reported(vm):
     result = vm.run_smoke_guest(WRONG_BYTE_CODE)
     assert not result.ok
-    assert result.byte == 0x41
-    assert "0x41" in result.problem and "expected 0x4b" in result.problem
+    assert result.byte == 0x41 and result.stopped_in == "real" and result.stages == ()
+    assert result.problem.startswith("guest wrote 0x41 ('A') to port 0x3f8 in real mode, expected 0x52 ('R')")
 
 
 def test_other_port_is_reported(vm):
     result = vm.run_smoke_guest(OTHER_PORT_CODE)
     assert not result.ok and result.port == 0x80
-    assert "port 0x80" in result.problem
+    assert result.problem.startswith("guest wrote to port 0x80 in real mode")
 
 
 def test_triple_fault_is_reported(vm):
     result = vm.run_smoke_guest(UD2_CODE)
     assert not result.ok
     assert result.exits == ("SHUTDOWN",)
-    assert "SHUTDOWN" in result.problem and "triple" in result.problem
+    assert result.problem == ("stopped in real mode: unexpected SHUTDOWN exit (the guest triple-faulted) "
+                              "before its first progress byte")
 
 
 def test_unexpected_mmio_exit_is_reported(vm):
@@ -157,7 +237,13 @@ def test_looping_guest_returns_in_bounded_time(vm):
         signal.signal(signal.SIGALRM, old)
     assert 0.15 < elapsed < 1.5
     assert not result.ok and result.runs == 1 and result.exits == ()
-    assert "timeout" in result.problem
+    assert result.problem.startswith("timeout in real mode:") and result.stopped_in == "real"
+
+
+def test_guest_looping_in_long_mode_times_out_naming_the_stage(vm):
+    result = vm.run_smoke_guest(broken_guest(kvmapi.LONG_ENTRY + 19, bytes.fromhex("EBFE")), timeout_s=0.2)
+    assert not result.ok and result.stages == FULL and result.stopped_in == "long"
+    assert result.problem.startswith("timeout in long mode: the guest did not halt within 0.2 s")
 
 
 def test_looping_guest_default_timeout_is_about_one_second(vm):
@@ -186,7 +272,8 @@ def test_off_the_main_thread_is_still_bounded(vm):
     worker.join(30)
     assert not worker.is_alive()
     assert results["smoke"].ok, results["smoke"].problem
-    assert results["smoke"].exits == ("IO", "HLT") and results["smoke"].byte == 0x4B
+    assert results["smoke"].exits == ("IO", "IO", "IO", "HLT") and results["smoke"].byte == ord("L")
+    assert results["smoke"].stages == FULL and results["smoke"].stopped_in is None
     assert not results["loop"].ok and "timeout" in results["loop"].problem
     assert results["elapsed"] < 5.0
 
@@ -208,8 +295,8 @@ def test_no_leak_over_200_guest_runs_and_failures(kvm, monkeypatch):
     assert resources() == before
 
     real_ioctl = kvmapi._raw_ioctl
-    for failing in ("KVM_SET_USER_MEMORY_REGION", "KVM_CREATE_VCPU", "KVM_GET_SREGS",
-                    "KVM_SET_SREGS", "KVM_SET_REGS", "KVM_RUN"):
+    for failing in ("KVM_GET_SUPPORTED_CPUID", "KVM_SET_USER_MEMORY_REGION", "KVM_CREATE_VCPU",
+                    "KVM_SET_CPUID2", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_REGS", "KVM_RUN"):
         request = getattr(kvmapi, failing)
 
         def injected(fd, req, arg=0, _request=request):
@@ -218,7 +305,8 @@ def test_no_leak_over_200_guest_runs_and_failures(kvm, monkeypatch):
             return real_ioctl(fd, req, arg)
 
         monkeypatch.setattr(kvmapi, "_raw_ioctl", injected)
-        with kvm.create_vm() as machine:
+        # a fresh handle: the supported CPUID is asked once per handle
+        with KvmBackend().open_device() as fresh, fresh.create_vm() as machine:
             with pytest.raises(KvmError) as info:
                 machine.run_smoke_guest()
         assert (info.value.operation, info.value.errno) == (failing, errno.EIO)
@@ -244,6 +332,32 @@ def test_mmap_failure_is_a_kvm_error_and_leaks_nothing(kvm, monkeypatch):
     monkeypatch.undo()
     assert (info.value.operation, info.value.errno) == ("mmap", errno.ENOMEM)
     assert resources() == before
+
+
+_LOW_NOFILE = r"""
+import json, os, resource, sys
+from kvmready import kvmapi
+kvmapi._import_guest_modules()
+try:
+    with kvmapi.KvmBackend().open_device() as kvm, kvm.create_vm() as vm:
+        kvm.supported_cpuid()
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free + int(sys.argv[1]), hard))
+        vm.run_smoke_guest()
+    print(json.dumps({"ran": True}))
+except kvmapi.KvmError as exc:
+    print(json.dumps({"operation": exc.operation, "errno": exc.errno}))
+"""
+
+
+@pytest.mark.parametrize("free_fds, operation", [(0, "KVM_CREATE_VCPU"), (1, "mmap")])
+def test_running_out_of_fds_is_emfile_naming_the_operation(free_fds, operation):
+    """The checker's own fd limit (as under `prlimit --nofile=N`) shows as EMFILE, not as a host fault."""
+    done = subprocess.run([sys.executable, "-c", _LOW_NOFILE, str(free_fds)],
+                          capture_output=True, timeout=60, check=True)
+    assert json.loads(done.stdout) == {"operation": operation, "errno": errno.EMFILE}
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -303,3 +417,36 @@ def test_unprivileged_user_gets_eacces():
         reply = json.loads(reader.read() or b"{}")
     os.waitpid(pid, 0)
     assert reply == {"operation": "open", "errno": errno.EACCES}
+
+
+def _run_guest_as_nobody(write_end: int) -> None:
+    """Child side: open /dev/kvm as root, drop to uid/gid 65534, run the smoke guest."""
+    try:
+        handle = KvmBackend().open_device()
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        with handle, handle.create_vm() as machine:
+            result = machine.run_smoke_guest()
+        reply = {"uid": os.getuid(), "ok": result.ok, "stages": list(result.stages), "problem": result.problem}
+    except BaseException as exc:  # report anything, never fall back into pytest
+        reply = {"crash": repr(exc)}
+    os.write(write_end, json.dumps(reply).encode())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_the_guest_needs_only_the_device_fd_no_privilege():
+    kvmapi._import_guest_modules()  # the interpreter's files may be unreadable to uid 65534
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            _run_guest_as_nobody(write_end)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        reply = json.loads(reader.read() or b"{}")
+    os.waitpid(pid, 0)
+    assert reply == {"uid": 65534, "ok": True, "stages": list(FULL), "problem": None}

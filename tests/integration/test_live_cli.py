@@ -83,12 +83,13 @@ def test_live_kvm_checks_all_pass_on_this_machine(kvm_report):
     assert check_of(report, "kvm.api")["evidence"]["api_version"] == 12
 
 
-def test_live_guest_wrote_k_and_was_timed(kvm_report):
+def test_live_guest_reached_long_mode_and_was_timed(kvm_report):
     code, report = kvm_report
     evidence = check_of(report, "kvm.guest")["evidence"]
     assert evidence["ok"] is True
-    assert evidence["byte"] == 75 and evidence["port"] == 0x3F8
-    assert evidence["exits"] == ["IO", "HLT"]
+    assert evidence["byte"] == ord("L") and evidence["port"] == 0x3F8
+    assert evidence["exits"] == ["IO", "IO", "IO", "HLT"]
+    assert evidence["stages"] == ["real", "protected", "long"] and evidence["stopped_in"] is None
     assert evidence["duration_ns"] > 0 and evidence["duration_ms"] > 0
     assert evidence["duration_ms"] < 5000
 

@@ -51,6 +51,9 @@ class Failure(NamedTuple):
 
 
 class GuestResult(NamedTuple):
+    """kvmapi.GuestRun as stored data.  `stages` and `stopped_in` are empty and
+    None in snapshots taken before the smoke guest walked to long mode."""
+
     ok: bool
     exits: Tuple[str, ...]
     port: Optional[int]
@@ -58,6 +61,8 @@ class GuestResult(NamedTuple):
     runs: int
     duration_ns: int
     problem: Optional[str]
+    stages: Tuple[str, ...] = ()
+    stopped_in: Optional[str] = None
 
     def to_dict(self) -> dict:
         return {
@@ -68,6 +73,8 @@ class GuestResult(NamedTuple):
             "runs": self.runs,
             "duration_ns": self.duration_ns,
             "problem": self.problem,
+            "stages": list(self.stages),
+            "stopped_in": self.stopped_in,
         }
 
     @classmethod
@@ -87,6 +94,8 @@ class GuestResult(NamedTuple):
             runs=int(data.get("runs", 0)),
             duration_ns=int(data.get("duration_ns", 0)),
             problem=data.get("problem"),
+            stages=tuple(str(name) for name in data.get("stages") or ()),
+            stopped_in=data.get("stopped_in"),
         )
 
 
@@ -426,6 +435,8 @@ def _guest_fields(run: Any) -> dict:
         "runs": int(run.runs),
         "duration_ns": int(run.duration_ns),
         "problem": run.problem,
+        "stages": tuple(run.stages),
+        "stopped_in": run.stopped_in,
     }
 
 
