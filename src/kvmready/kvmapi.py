@@ -23,12 +23,15 @@ import errno
 import os
 import struct
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from kvmready.kvmabi import KVM_DEVICE
 
 if TYPE_CHECKING:
-    from typing import Callable
+    import mmap
+    from typing import Any, Callable, Optional, Tuple, Union
+
+    Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]  # anything holding a kvm_run
 
 __all__ = [
     "CAPABILITIES", "STAGES",
@@ -144,8 +147,8 @@ CPUID_EDX_LM = 1 << 29  # X86_FEATURE_LM (1*32+29): CPUID.80000001H:EDX bit 29
 # access byte << 40 | limit 19:16 << 48 | flags nibble << 52 | base 31:24 << 56.
 SEG_PRESENT = 0x80  # access byte: P
 SEG_CODE_DATA = 0x10  # access byte: S=1, a code or data segment (not a system one)
-SEG_TYPE_CODE = 0xB  # type: execute/read, accessed (the CPU need not write the GDT)
-SEG_TYPE_DATA = 0x3  # type: read/write, accessed
+SEG_TYPE_CODE = 0xB  # code segment: execute/read, accessed (the CPU need not write the GDT)
+SEG_TYPE_DATA = 0x3  # data segment: read/write, accessed
 SEG_FLAG_G = 0x8  # flags: limit counts 4 KiB units
 SEG_FLAG_DB = 0x4  # flags: 32-bit default operand size
 SEG_FLAG_L = 0x2  # flags: 64-bit code segment (with D/B = 0)
@@ -386,7 +389,8 @@ def _raw_ioctl(fd: int, request: int, arg: int | bytearray = 0) -> int:
     """
     import fcntl
 
-    return fcntl.ioctl(fd, request, arg)
+    # With an int or a (mutable) bytearray argument fcntl returns the ioctl's int result.
+    return cast(int, fcntl.ioctl(fd, request, arg))
 
 
 def _ioctl(fd: int, operation: str, request: int, arg: int | bytearray = 0) -> int:
@@ -625,7 +629,7 @@ class _AlarmGuard:
         self.timeout_s = timeout_s
         self.expired = False
         self.in_call = False
-        self.run_area = None  # kvm_run mapping, for immediate_exit
+        self.run_area: Optional[mmap.mmap] = None  # kvm_run mapping, for immediate_exit
         old = signal.getsignal(signal.SIGALRM)
         if old is None:  # installed from C: we could not put it back
             raise _GuardUnavailable("SIGALRM has a handler that Python cannot restore")
@@ -697,7 +701,7 @@ def _exit_name(reason: int) -> str:
     return EXIT_REASONS.get(reason, f"UNKNOWN({reason})")
 
 
-def _decode_exit(run) -> _ExitInfo:  # run: any buffer holding a kvm_run
+def _decode_exit(run: Buffer) -> _ExitInfo:
     """Decode exit_reason and the relevant union member of a kvm_run buffer."""
     (reason,) = struct.unpack_from(RUN_EXIT_REASON_FORMAT, run, RUN_EXIT_REASON_OFFSET)
     name = _exit_name(reason)
@@ -706,7 +710,7 @@ def _decode_exit(run) -> _ExitInfo:  # run: any buffer holding a kvm_run
     return _ExitInfo(reason, name, _exit_detail(run, reason, name))
 
 
-def _decode_io(run, reason: int, name: str) -> _ExitInfo:
+def _decode_io(run: Buffer, reason: int, name: str) -> _ExitInfo:
     direction, size, port, count, data_offset = struct.unpack_from(
         RUN_IO_FORMAT, run, RUN_UNION_OFFSET
     )
@@ -717,7 +721,7 @@ def _decode_io(run, reason: int, name: str) -> _ExitInfo:
     return _ExitInfo(reason, name, detail, direction, size, port, count, data)
 
 
-def _exit_detail(run, reason: int, name: str) -> str:
+def _exit_detail(run: Buffer, reason: int, name: str) -> str:
     union = RUN_UNION_OFFSET
     if name == "FAIL_ENTRY":
         hw_reason, cpu = struct.unpack_from(RUN_FAIL_ENTRY_FORMAT, run, union)
@@ -792,7 +796,7 @@ class _Outcome:
 
 
 def _drive_guest(
-    run_once: Callable[[], None], run_area, max_runs: int, timeout_s: float
+    run_once: Callable[[], None], run_area: Buffer, max_runs: int, timeout_s: float
 ) -> _Outcome:
     """Call run_once() (one KVM_RUN) until HLT, an unexpected exit or the bound.
 
@@ -847,7 +851,7 @@ def _drive_guest(
 
 
 # --- one guest run: resources and their cleanup ---------------------------------
-def _map_anonymous(size: int):
+def _map_anonymous(size: int) -> mmap.mmap:
     import mmap
 
     try:
@@ -857,7 +861,7 @@ def _map_anonymous(size: int):
         raise KvmError("mmap", exc.errno or errno.ENOMEM, exc.strerror) from None
 
 
-def _map_vcpu(fd: int, size: int):
+def _map_vcpu(fd: int, size: int) -> mmap.mmap:
     import mmap
 
     try:
@@ -869,7 +873,7 @@ def _map_vcpu(fd: int, size: int):
         raise KvmError("mmap", errno.EINVAL, str(exc)) from None
 
 
-def _address_of(mapping) -> int:
+def _address_of(mapping: mmap.mmap) -> int:
     import ctypes
 
     anchor = ctypes.c_char.from_buffer(mapping)
@@ -879,7 +883,7 @@ def _address_of(mapping) -> int:
         del anchor  # release the buffer export, or mapping.close() would fail
 
 
-def _prepare_vcpu(vm: KvmVm, image: bytes, cpuid: bytes, cleanup: contextlib.ExitStack):
+def _prepare_vcpu(vm: KvmVm, image: bytes, cpuid: bytes, cleanup: contextlib.ExitStack) -> Tuple[int, mmap.mmap]:
     """Memory, slot 0, vCPU, its kvm_run mapping, CPUID and registers; each
     resource registers its undo."""
     memory = _map_anonymous(GUEST_MEMORY_SIZE)
@@ -1022,7 +1026,7 @@ def _child_main(args: list[str]) -> None:
         with KvmBackend().open_device(path) as kvm, kvm.create_vm() as vm:
             run = vm.run_smoke_guest(bytes.fromhex(code_hex) if code_hex else None,
                                      max_runs=int(max_runs), timeout_s=float(timeout_s))
-        reply = {"run": run._asdict()}
+        reply: dict[str, Any] = {"run": run._asdict()}
     except KvmError as exc:
         reply = {"error": [exc.operation, exc.errno, exc.strerror]}
     sys.stdout.write(json.dumps(reply))
