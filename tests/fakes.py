@@ -46,12 +46,13 @@ DEFAULT_CAPABILITY_VALUES.update(
 )
 
 GUEST_DURATION_NS = 1_234_567  # fixed, so golden files stay stable
+GUEST_LOOP_NS = 98_765  # 200,000 instructions in ~0.1 ms: hardware speed
 
 
-def guest_ok(duration_ns: int = GUEST_DURATION_NS) -> GuestRun:
-    """What the real smoke guest returns when KVM works: real -> protected -> long mode."""
-    return GuestRun(True, ("IO", "IO", "IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 4, duration_ns, None,
-                    STAGE_NAMES, None)
+def guest_ok(duration_ns: int = GUEST_DURATION_NS, loop_ns: int = GUEST_LOOP_NS) -> GuestRun:
+    """What the real smoke guest returns when KVM runs it natively: every stage, then the timed loop."""
+    return GuestRun(True, ("IO",) * 5 + ("HLT",), SMOKE_PORT, SMOKE_BYTE, 6, duration_ns, None,
+                    STAGE_NAMES, None, loop_ns)
 
 
 def guest_problem(problem: str, *, byte: Optional[int] = None, port: Optional[int] = SMOKE_PORT,
@@ -60,6 +61,15 @@ def guest_problem(problem: str, *, byte: Optional[int] = None, port: Optional[in
                   stopped_in: Optional[str] = "real") -> GuestRun:
     """A guest run that ended with ok=False and a problem (wrong byte, odd exit, timeout)."""
     return GuestRun(False, tuple(exits), port, byte, runs, duration_ns, problem, tuple(stages), stopped_in)
+
+
+def guest_emulation_stop() -> GuestRun:
+    """What the real smoke guest gives on kvm_pvm (the development machine): emulated up to long mode,
+    then the emulator cannot do lock cmpxchg16b."""
+    problem = ("stopped in long mode: unexpected INTERNAL_ERROR exit (suberror 1 (instruction emulation failed)) "
+               "after reaching real, protected, long")
+    return guest_problem(problem, byte=ord("L"), exits=("IO", "IO", "IO", "INTERNAL_ERROR"), runs=4,
+                         stages=STAGE_NAMES[:3], stopped_in="long")
 
 
 def guest_wrong_byte(value: int = 0x41) -> GuestRun:

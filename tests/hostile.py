@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 from kvmready.facts.live import Credentials, DiskUsage, GuestResult, KvmProbe, LiveFacts
-from kvmready.kvmapi import CAPABILITIES, SMOKE_BYTE, SMOKE_PORT, STAGE_NAMES
+from kvmready.kvmapi import CAPABILITIES, LOOP_INSTRUCTIONS, SMOKE_BYTE, SMOKE_PORT, STAGE_NAMES
 
 BLOCK = 512
 KIB = 1024
@@ -120,8 +120,8 @@ def base_live() -> dict:
         capability_numbers={cap.name: cap.number for cap in CAPABILITIES},
         capability_scope="vm",
         vm_created=True,
-        guest=GuestResult(True, ("IO", "IO", "IO", "HLT"), SMOKE_PORT, SMOKE_BYTE, 4, 1_234_567, None,
-                          STAGE_NAMES, None),
+        guest=GuestResult(True, ("IO",) * 5 + ("HLT",), SMOKE_PORT, SMOKE_BYTE, 6, 1_234_567, None,
+                          STAGE_NAMES, None, 98_765, LOOP_INSTRUCTIONS),
         duration_ns=2_000_000,
     )
     live = LiveFacts(

@@ -38,8 +38,9 @@ from kvmready.kvmapi import (
 
 RUN_SIZE = 3 * 4096
 IO_DATA_OFFSET = 4096
-R, P, L = (byte for _stage, byte in STAGES)
-FULL_STAGES = ("real", "protected", "long")
+R, P, L, W = (byte for _stage, byte in STAGES)
+E = kvmapi.LOOP_DONE_BYTE
+FULL_STAGES = ("real", "protected", "long", "workload")
 # What KVM_GET_SUPPORTED_CPUID answers in the fake: leaf 0x80000001 with EDX.LM (bit 29).
 FAKE_CPUID = [(0x0, 0, 0, 0x10, 0, 0, 0), (0x80000001, 0, 0, 0, 0, 0, 1 << 29)]
 
@@ -64,8 +65,8 @@ HLT = 5
 
 
 def full_run() -> list:
-    """The exits of a guest that walks all three stages and halts."""
-    return [io_exit(R), io_exit(P), io_exit(L), make_run_buffer(HLT)]
+    """The exits of a guest that walks every stage, ends its loop and halts."""
+    return [io_exit(R), io_exit(P), io_exit(L), io_exit(W), io_exit(E), make_run_buffer(HLT)]
 
 
 def cpuid2(entries) -> bytes:
@@ -244,8 +245,9 @@ def test_kvm_run_offsets():
 def test_constants():
     assert KVM_API_VERSION == 12
     assert KVM_DEVICE == "/dev/kvm"
-    assert STAGES == (("real", ord("R")), ("protected", ord("P")), ("long", ord("L")))
-    assert kvmapi.SMOKE_PORT == 0x3F8 and kvmapi.SMOKE_BYTE == ord("L")
+    assert STAGES == (("real", ord("R")), ("protected", ord("P")), ("long", ord("L")), ("workload", ord("W")))
+    assert kvmapi.SMOKE_PORT == 0x3F8 and kvmapi.SMOKE_BYTE == kvmapi.LOOP_DONE_BYTE == ord("E")
+    assert kvmapi.LOOP_INSTRUCTIONS == 2 * kvmapi.LOOP_ITERATIONS
 
 
 # --- the smoke guest's memory image, decoded independently ---------------------------
@@ -367,13 +369,37 @@ def test_long_mode_code_bytes():
         "66BAF803"                # mov dx, 0x3f8
         "48B8000000004C000000"    # mov rax, 0x4c00000000
         "48C1E820"                # shr rax, 32
-        "EE" "F4")                # out dx, al; hlt
+        "EE"                      # out dx, al
+        "E928010000")             # jmp 0x1200 (0x10d8 + 0x128)
+
+
+def test_workload_code_bytes():
+    code = kvmapi._workload_code()
+    offset = kvmapi.WORKLOAD_ENTRY - BASE
+    assert IMAGE[offset:offset + len(code)] == code
+    assert code == bytes.fromhex(
+        "BF00130000"      # mov edi, 0x1300
+        "31C0" "31D2"     # xor eax, eax; xor edx, edx   (expected 0)
+        "BB01000000" "31C9"  # mov ebx, 1; xor ecx, ecx  (new 1)
+        "F0480FC70F"      # lock cmpxchg16b [rdi]
+        "7519"            # jnz bad
+        "48391F"          # cmp [rdi], rbx
+        "7514"            # jne bad
+        "66BAF803" "B057" "EE"  # out 'W'
+        "B9A0860100"      # mov ecx, 100000
+        "FFC9" "75FC"     # loop: dec ecx; jnz loop
+        "B045" "EE"       # out 'E'
+        "F4"              # hlt
+        "F4")             # bad: hlt
+    scratch = kvmapi.SCRATCH_ADDR - BASE
+    assert kvmapi.SCRATCH_ADDR % 16 == 0 and IMAGE[scratch:scratch + 16] == bytes(16)
 
 
 def test_unused_code_page_bytes_halt():
     pieces = [(kvmapi.REAL_ENTRY, len(kvmapi._real_mode_code())),
               (kvmapi.PROTECTED_ENTRY, len(kvmapi._protected_mode_code())),
               (kvmapi.LONG_ENTRY, len(kvmapi._long_mode_code())),
+              (kvmapi.WORKLOAD_ENTRY, len(kvmapi._workload_code())), (kvmapi.SCRATCH_ADDR, 16),
               (kvmapi.GDT_ADDR, 32), (kvmapi.GDTR_ADDR, 6), (kvmapi.NULL_IDTR_ADDR, 6)]
     used = {address - BASE + i for address, size in pieces for i in range(size)}
     assert all(IMAGE[i] == 0xF4 for i in range(4096) if i not in used)
@@ -411,7 +437,12 @@ def test_code_disassembles_as_intended_in_each_mode():
         "mov ecx,0xc0000080", "rdmsr", "or eax,0x100", "wrmsr",
         "mov eax,cr0", "or eax,0x80000000", "mov cr0,eax", "jmp 0x18:0x10c0"]
     assert disassemble(kvmapi.LONG_ENTRY, len(kvmapi._long_mode_code()), "i386:x86-64") == [
-        "mov dx,0x3f8", "movabs rax,0x4c00000000", "shr rax,0x20", "out dx,al", "hlt"]
+        "mov dx,0x3f8", "movabs rax,0x4c00000000", "shr rax,0x20", "out dx,al", "jmp 0x200"]  # file offsets
+    assert disassemble(kvmapi.WORKLOAD_ENTRY, len(kvmapi._workload_code()), "i386:x86-64") == [
+        "mov edi,0x1300", "xor eax,eax", "xor edx,edx", "mov ebx,0x1", "xor ecx,ecx",
+        "lock cmpxchg16b OWORD PTR [rdi]", "jne 0x230", "cmp QWORD PTR [rdi],rbx", "jne 0x230",
+        "mov dx,0x3f8", "mov al,0x57", "out dx,al", "mov ecx,0x186a0", "dec ecx", "jne 0x228",
+        "mov al,0x45", "out dx,al", "hlt", "hlt"]
 
 
 @pytest.mark.skipif(OBJDUMP is None, reason="binutils' objdump is not installed")
@@ -586,7 +617,7 @@ def test_decode_io_exit():
 def test_decode_io_exit_with_data_outside_the_mapping():
     info = kvmapi._decode_exit(io_exit(data_offset=RUN_SIZE))
     assert info.data is None
-    assert "outside" in kvmapi._io_problem(info, [])
+    assert "outside" in kvmapi._io_problem(info, [], False)
 
 
 @pytest.mark.parametrize("reason, layout, expected", [
@@ -630,19 +661,43 @@ def drive(steps, max_runs=8):
     return kvmapi._drive_guest(run_once, area, max_runs, 1.0)
 
 
-def test_drive_full_run_reaches_all_three_stages():
+def test_drive_full_run_reaches_every_stage_and_times_the_loop():
     out = drive(full_run())
     assert (out.exits, out.port, out.byte, out.runs, out.problem) == (
-        ("IO", "IO", "IO", "HLT"), 0x3F8, L, 4, None)
+        ("IO", "IO", "IO", "IO", "IO", "HLT"), 0x3F8, E, 6, None)
     assert out.stages == FULL_STAGES and out.stopped_in is None
+    assert isinstance(out.loop_ns, int) and out.loop_ns >= 0
+
+
+def test_drive_times_only_the_kvm_run_that_ran_the_loop():
+    steps = full_run()
+    slow = steps[4]  # the 'E' exit: its KVM_RUN is the loop
+    timeline = [0.0, 0.0, 0.0, 0.0, 0.05, 0.0]
+
+    def run_once_factory():
+        iterator = iter(zip(steps, timeline))
+
+        def run_once():
+            buffer, delay = next(iterator)
+            time.sleep(delay)
+            run_area[:] = buffer
+        return run_once
+
+    run_area = bytearray(RUN_SIZE)
+    out = kvmapi._drive_guest(run_once_factory(), run_area, 16, 1.0)
+    assert slow is steps[4] and out.problem is None
+    assert 40_000_000 <= out.loop_ns < 1_000_000_000
 
 
 # The exits that end each stage: the progress bytes so far, then the failure.
 BEFORE = {"real": [], "real+": [io_exit(R)], "protected": [io_exit(R), io_exit(P)],
-          "long": [io_exit(R), io_exit(P), io_exit(L)]}
-REACHED = {"real": (), "real+": ("real",), "protected": ("real", "protected"), "long": FULL_STAGES}
+          "long": [io_exit(R), io_exit(P), io_exit(L)], "workload": [io_exit(R), io_exit(P), io_exit(L), io_exit(W)]}
+REACHED = {"real": (), "real+": ("real",), "protected": ("real", "protected"), "long": FULL_STAGES[:3],
+           "workload": FULL_STAGES}
 AFTER = {"real": "before its first progress byte", "real+": "after reaching real",
-         "protected": "after reaching real, protected", "long": "after reaching real, protected, long"}
+         "protected": "after reaching real, protected", "long": "after reaching real, protected, long",
+         "workload": "after reaching real, protected, long, workload"}
+WHERE = {"real": "real mode", "protected": "protected mode", "long": "long mode", "workload": "the workload stage"}
 
 
 def exit_with(reason: int, layout=None) -> bytearray:
@@ -660,14 +715,36 @@ UNEXPECTED = [
 ]
 
 
-@pytest.mark.parametrize("where", ["real", "real+", "protected", "long"])
+@pytest.mark.parametrize("where", ["real", "real+", "protected", "long", "workload"])
 @pytest.mark.parametrize("reason, layout, name, detail", UNEXPECTED)
 def test_drive_unexpected_exit_names_the_stage_and_the_reason(where, reason, layout, name, detail):
     out = drive(BEFORE[where] + [exit_with(reason, layout), make_run_buffer(HLT)])
     stage = where.rstrip("+")
-    assert out.stages == REACHED[where] and out.stopped_in == stage
+    assert out.stages == REACHED[where] and out.stopped_in == stage and out.loop_ns is None
     assert out.exits == ("IO",) * len(REACHED[where]) + (name,)
-    assert out.problem == f"stopped in {stage} mode: unexpected {name} exit {detail} {AFTER[where]}"
+    assert out.problem == f"stopped in {WHERE[stage]}: unexpected {name} exit {detail} {AFTER[where]}"
+
+
+def test_drive_emulation_failure_in_long_mode_reads_as_on_paravirtual_kvm():
+    """What kvm_pvm answers to lock cmpxchg16b (seen on the development machine)."""
+    out = drive(BEFORE["long"] + [exit_with(17, ("=II", 1, 0))])
+    assert out.stopped_in == "long" and out.exits == ("IO", "IO", "IO", "INTERNAL_ERROR")
+    assert out.problem == ("stopped in long mode: unexpected INTERNAL_ERROR exit (suberror 1 (instruction emulation "
+                           "failed)) after reaching real, protected, long")
+
+
+def test_drive_halt_after_long_mode_means_the_compare_exchange_failed():
+    out = drive(BEFORE["long"] + [make_run_buffer(HLT)])
+    assert out.stopped_in == "long"
+    assert out.problem == ("stopped in long mode: the guest halted (lock cmpxchg16b did not swap the 16 bytes as it "
+                           "must) after reaching real, protected, long")
+
+
+def test_drive_halt_in_the_loop_is_a_stop_before_its_end():
+    out = drive(BEFORE["workload"] + [make_run_buffer(HLT)])
+    assert out.stopped_in == "workload" and out.loop_ns is None
+    assert out.problem == ("stopped in the workload stage: the guest halted before its loop ended after reaching "
+                           "real, protected, long, workload")
 
 
 def test_drive_shutdown_in_protected_mode_reads_as_documented():
@@ -684,26 +761,27 @@ def test_drive_halt_before_long_mode_is_a_stop_in_that_stage(where):
     assert out.problem == f"stopped in {stage} mode: the guest halted {AFTER[where]}"
 
 
-@pytest.mark.parametrize("where", ["real", "real+", "protected", "long"])
+@pytest.mark.parametrize("where", ["real", "real+", "protected", "long", "workload"])
 def test_drive_timeout_names_the_stage(where):
     out = drive(BEFORE[where] + [kvmapi._GuestTimeout])
     stage = where.rstrip("+")
     n = len(BEFORE[where])
     assert out.stopped_in == stage and out.runs == n + 1 and out.exits == ("IO",) * n
-    assert out.problem == (f"timeout in {stage} mode: the guest did not halt within 1 s "
+    assert out.problem == (f"timeout in {WHERE[stage]}: the guest did not halt within 1 s "
                            f"(KVM_RUN interrupted after {n} exit(s)) {AFTER[where]}")
 
 
 @pytest.mark.parametrize("position, expected", [(0, "0x52 ('R'), the real-mode progress byte"),
                                                 (1, "0x50 ('P'), the protected-mode progress byte"),
-                                                (2, "0x4c ('L'), the long-mode progress byte")])
+                                                (2, "0x4c ('L'), the long-mode progress byte"),
+                                                (3, "0x57 ('W'), the workload-mode progress byte")])
 def test_drive_wrong_byte_names_the_stage_and_the_guest_continues(position, expected):
     steps = full_run()
     steps[position] = io_exit(0x41)
     out = drive(steps)
-    mode = ("real", "real", "protected")[position]
-    assert out.problem.startswith(f"guest wrote 0x41 ('A') to port 0x3f8 in {mode} mode, expected {expected}")
-    assert out.exits == ("IO", "IO", "IO", "HLT") and out.runs == 4
+    where = ("real mode", "real mode", "protected mode", "long mode")[position]
+    assert out.problem.startswith(f"guest wrote 0x41 ('A') to port 0x3f8 in {where}, expected {expected}")
+    assert out.exits == ("IO",) * 5 + ("HLT",) and out.runs == 6
     # later bytes no longer match the next stage, so the guest stops where the wrong byte came
     assert out.stages == FULL_STAGES[:position]
     assert out.stopped_in == (FULL_STAGES[position - 1] if position else "real")
@@ -721,10 +799,16 @@ def test_drive_in_instead_of_out_has_no_byte():
     assert "expected a one-byte out" in out.problem
 
 
-def test_drive_extra_io_after_long_mode():
-    out = drive(full_run()[:3] + [io_exit(0x21), make_run_buffer(HLT)])
+def test_drive_extra_io_after_the_loop():
+    out = drive(full_run()[:5] + [io_exit(0x21), make_run_buffer(HLT)])
     assert out.stages == FULL_STAGES and out.stopped_in is None and out.byte == 0x21
-    assert out.problem == "unexpected extra I/O exit in long mode: out port 0x3f8, size 1, count 1, byte 0x21 ('!')"
+    assert out.problem == ("unexpected extra I/O exit in the workload stage: out port 0x3f8, size 1, count 1, "
+                           "byte 0x21 ('!')")
+
+
+def test_drive_a_second_loop_end_is_an_extra_exit():
+    out = drive(full_run()[:5] + [io_exit(E), make_run_buffer(HLT)])
+    assert out.problem.startswith("unexpected extra I/O exit in the workload stage")
 
 
 def test_drive_keeps_the_first_io_problem_and_the_stop():
@@ -743,8 +827,8 @@ def test_drive_is_bounded_by_max_runs():
 
 
 def test_drive_retries_after_a_foreign_signal():
-    out = drive([io_exit(R), InterruptedError, io_exit(P), io_exit(L), make_run_buffer(HLT)])
-    assert out.exits == ("IO", "IO", "IO", "HLT") and out.runs == 5 and out.problem is None
+    out = drive([io_exit(R), InterruptedError, io_exit(P), io_exit(L), io_exit(W), io_exit(E), make_run_buffer(HLT)])
+    assert out.exits == ("IO",) * 5 + ("HLT",) and out.runs == 7 and out.problem is None
     assert out.stages == FULL_STAGES
 
 
@@ -830,8 +914,9 @@ def test_fake_smoke_run_sets_up_the_guest_and_cleans_up(fake_vm):
     before = open_fds()
     result = vm.run_smoke_guest()
     assert isinstance(result, GuestRun)
-    assert result == GuestRun(True, ("IO", "IO", "IO", "HLT"), 0x3F8, L, 4, result.duration_ns, None,
-                              FULL_STAGES, None)
+    assert result == GuestRun(True, ("IO",) * 5 + ("HLT",), 0x3F8, E, 6, result.duration_ns, None,
+                              FULL_STAGES, None, result.loop_ns)
+    assert isinstance(result.loop_ns, int)
     assert result.duration_ns > 0
     slot, flags, gpa, size, address = fake.regions[0]
     assert (slot, flags, gpa, size) == (0, 0, 0x1000, 4 * 4096) and address != 0

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import pytest
-from fakes import GIB, FakeKvmBackend, FakeLiveSystem
+from fakes import GIB, FakeKvmBackend, FakeLiveSystem, guest_emulation_stop
 from jsonschema import Draft202012Validator
 from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
 from typer.testing import CliRunner
@@ -111,11 +111,13 @@ SCENARIOS: Dict[str, Scenario] = {
     ),
     "pvm-host": Scenario(
         tree=pvm_host,
-        live=lambda: FakeLiveSystem.root(cpuid="KVMKVMKVM", msr_errno=errno.ENOENT, disk=(100 * GIB, 80 * GIB)),
+        # What kvm_pvm does with the smoke guest (measured on the development machine).
+        live=lambda: FakeLiveSystem.root(FakeKvmBackend(guest=guest_emulation_stop()), cpuid="KVMKVMKVM",
+                                         msr_errno=errno.ENOENT, disk=(100 * GIB, 80 * GIB)),
         expect={"workstation": ("not_ready", 1, "cpu.virtualization"),
-                "kvm": ("ready_with_warnings", 0, "cpu.virtualization")},
+                "kvm": ("not_ready", 1, "kvm.guest")},
         must_show={"kvm.module": "pass", "kvm.device": "pass", "kvm.access": "pass", "kvm.api": "pass",
-                   "kvm.create-vm": "pass", "kvm.guest": "pass", "cpu.firmware": "skip"},
+                   "kvm.create-vm": "pass", "kvm.guest": "fail", "cpu.firmware": "skip"},
     ),
     "low-ram": Scenario(
         tree=lambda: intel_desktop(mem_gib=1.9),
@@ -229,13 +231,16 @@ def test_cli_prints_the_golden_report_and_exits_with_its_code(monkeypatch, name,
 
 
 # --- what each scenario must show, in words ------------------------------------------------------------
-def test_pvm_host_says_why_workstation_cannot_run_but_kvm_can():
+def test_pvm_host_says_why_neither_workstation_nor_unmodified_kvm_guests_run():
     ws = report_json("pvm-host", "workstation")
     virt = check_of(ws, "cpu.virtualization")
     assert virt["status"] == "fail" and "kvm_pvm" in virt["summary"]
     assert "unmodified operating systems" in virt["remediation"]
     kvm = report_json("pvm-host", "kvm")
     assert check_of(kvm, "cpu.virtualization")["status"] == "warn"
+    guest = check_of(kvm, "kvm.guest")
+    assert guest["status"] == "fail" and "kvm_pvm can only emulate" in guest["summary"]
+    assert kvm["verdict"] == "not_ready" and kvm["reasons"][0] == "kvm.guest"
     assert kvm["host"]["kvm"] == {"module": "kvm_pvm", "device": True, "api_version": 12}
     assert kvm["host"]["hypervisor"] == "kvm"
     assert kvm["host"]["cpu"]["virtualization"] is None

@@ -73,36 +73,47 @@ def kvm_report():
     return run_cli("--target", "kvm")
 
 
-def test_live_kvm_checks_all_pass_on_this_machine(kvm_report):
+# Paravirtual KVM (the development machine and CI): VMs are created, but an unmodified guest only
+# runs by emulation, and stops at the first instruction the emulator lacks.
+PARAVIRTUAL = os.path.isdir("/sys/module/kvm_pvm") and not _cpu_flags() & {"vmx", "svm"}
+
+
+def test_live_kvm_checks_pass_up_to_the_guest_on_this_machine(kvm_report):
     code, report = kvm_report
     for check_id in LIVE_CHECKS:
         check = check_of(report, check_id)
-        assert check["status"] == "pass", (check_id, check["summary"])
+        expected = "fail" if PARAVIRTUAL and check_id == "kvm.guest" else "pass"
+        assert check["status"] == expected, (check_id, check["summary"])
     assert report["host"]["live"] is True and report["host"]["source"] == "live"
     assert report["host"]["kvm"]["api_version"] == 12
     assert check_of(report, "kvm.api")["evidence"]["api_version"] == 12
 
 
-def test_live_guest_reached_long_mode_and_was_timed(kvm_report):
+def test_live_guest_walked_its_stages_as_far_as_this_kvm_runs_it(kvm_report):
     code, report = kvm_report
-    evidence = check_of(report, "kvm.guest")["evidence"]
-    assert evidence["ok"] is True
-    assert evidence["byte"] == ord("L") and evidence["port"] == 0x3F8
-    assert evidence["exits"] == ["IO", "IO", "IO", "HLT"]
-    assert evidence["stages"] == ["real", "protected", "long"] and evidence["stopped_in"] is None
-    assert evidence["duration_ns"] > 0 and evidence["duration_ms"] > 0
-    assert evidence["duration_ms"] < 5000
+    guest = check_of(report, "kvm.guest")
+    evidence = guest["evidence"]
+    assert evidence["duration_ns"] > 0 and 0 < evidence["duration_ms"] < 5000
+    if PARAVIRTUAL:
+        assert evidence["ok"] is False and evidence["stopped_in"] == "long"
+        assert evidence["stages"] == ["real", "protected", "long"]
+        assert evidence["exits"] == ["IO", "IO", "IO", "INTERNAL_ERROR"]
+        assert "kvm_pvm" in guest["summary"] and "PVM-enabled" in guest["detail"]
+        return
+    assert evidence["ok"] is True and evidence["stopped_in"] is None
+    assert evidence["stages"] == ["real", "protected", "long", "workload"]
+    assert evidence["exits"] == ["IO"] * 5 + ["HLT"]
+    assert evidence["instructions_per_second"] >= evidence["minimum_instructions_per_second"]
 
 
-def test_live_kvm_target_is_ready_and_exits_0(kvm_report):
+def test_live_kvm_target_verdict(kvm_report):
     code, report = kvm_report
-    assert code == 0 == report["exit_code"]
-    if os.path.isdir("/sys/module/kvm_pvm") and not _cpu_flags() & {"vmx", "svm"}:
-        # The development machine: KVM through kvm_pvm, which runs only PVM-enabled guests.
-        assert report["verdict"] == "ready_with_warnings"
-        assert report["reasons"][0] == "cpu.virtualization"
-        assert check_of(report, "cpu.virtualization")["status"] == "warn"
+    if PARAVIRTUAL:
+        # KVM opens and creates VMs, but runs no unmodified guest: not ready for QEMU, libvirt, KubeVirt.
+        assert (code, report["verdict"], report["exit_code"]) == (1, "not_ready", 1)
+        assert report["reasons"][0] == "kvm.guest"
     else:
+        assert code == 0 == report["exit_code"]
         assert report["verdict"] in ("ready", "ready_with_warnings")
 
 
@@ -115,7 +126,7 @@ def test_live_workstation_target_needs_vtx_here():
     code, report = run_cli("--target", "workstation")
     assert (code, report["verdict"], report["exit_code"]) == (1, "not_ready", 1)
     assert report["reasons"][0] == "cpu.virtualization"
-    assert check_of(report, "kvm.guest")["status"] == "pass"  # KVM itself works; Workstation needs more
+    assert check_of(report, "kvm.guest")["status"] == ("fail" if PARAVIRTUAL else "pass")
 
 
 # --- an unprivileged user --------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The smoke guest on a software x86 CPU (QEMU's TCG), without KVM.
 
 This checks the guest image itself, independently of the local KVM: booted
-on QEMU's emulated PC it must write 'R', 'P', 'L' to the serial port at
-0x3f8 (a real 16550 there), which it only does after entering long mode.
-A broken image is the control: it stops after 'R', 'P' with a triple fault.
+on QEMU's emulated PC it must write 'R', 'P', 'L', 'W', 'E' to the serial
+port at 0x3f8 (a real 16550 there): 'L' only after entering long mode, 'W'
+only after `lock cmpxchg16b` swapped its 16 bytes, 'E' after the loop.
+Broken images are the controls: bad paging stops after 'R', 'P' with a
+triple fault, a compare-exchange that must fail halts after 'L'.
 
 A 64 KiB "BIOS" whose reset vector (0xfffffff0) far-jumps to 0000:1000 starts
 the image from the reset state as kvmapi does.  Skipped without
@@ -55,12 +57,19 @@ def boot(tmp_path, image: bytes, expect: bytes, deadline_s: float = 30.0) -> byt
     return serial.read_bytes() if serial.exists() else b""
 
 
-def test_guest_reaches_long_mode_on_an_emulated_cpu(tmp_path):
-    assert boot(tmp_path, build_smoke_guest(), b"RPL") == b"RPL"
+def test_guest_walks_every_stage_on_an_emulated_cpu(tmp_path):
+    assert boot(tmp_path, build_smoke_guest(), b"RPLWE") == b"RPLWE"
+
+
+def test_control_a_compare_exchange_that_cannot_swap_halts_in_long_mode(tmp_path):
+    image = bytearray(build_smoke_guest())
+    offset = kvmapi.SCRATCH_ADDR - GUEST_PHYS_ADDR
+    image[offset] = 7  # memory no longer holds the expected 0: cmpxchg16b clears ZF
+    assert boot(tmp_path, bytes(image), b"RPLWE", deadline_s=10.0) == b"RPL"
 
 
 def test_control_broken_paging_stops_after_protected_mode(tmp_path):
     image = bytearray(build_smoke_guest())
     offset = kvmapi.PD_ADDR - GUEST_PHYS_ADDR
     image[offset:offset + 8] = bytes(8)  # no 2 MiB page: the first fetch with paging faults
-    assert boot(tmp_path, bytes(image), b"RPL", deadline_s=10.0) == b"RP"
+    assert boot(tmp_path, bytes(image), b"RPLWE", deadline_s=10.0) == b"RP"

@@ -38,7 +38,20 @@ AMD_FIRMWARE = (
     "power the machine fully off and on."
 )
 
-PVM_GUESTS = "kvm_pvm (pagetable-based paravirtual KVM) runs only PVM-enabled Linux guest kernels"
+PVM_GUESTS = (
+    "kvm_pvm (pagetable-based paravirtual KVM) runs PVM-enabled Linux guest kernels natively and can only "
+    "emulate any other guest"
+)
+# What kvm_pvm does with a guest that is not PVM-enabled, as measured on the development machine
+# (2026-12-01): a stock Debian kernel under `qemu-system-x86_64 -accel kvm` reached long mode by
+# instruction emulation at 0.5-0.9 million instructions a second (TCG, pure software: ~170 million),
+# then stopped with KVM_EXIT_INTERNAL_ERROR (emulation failure) at `lock cmpxchg16b`.
+PVM_EMULATES = (
+    "KVM here is kvm_pvm, paravirtual KVM without VT-x/AMD-V: it runs PVM-enabled Linux guest kernels natively. "
+    "Any other guest (Windows, a stock Linux kernel, a VMware Workstation guest) it can only emulate, "
+    "instruction by instruction, about a million instructions a second, and its emulator stops at instructions "
+    "it does not know, such as the lock cmpxchg16b every x86-64 kernel runs early."
+)
 
 
 def hypervisor_label(name: Optional[str]) -> str:

@@ -51,8 +51,12 @@ class Failure(NamedTuple):
 
 
 class GuestResult(NamedTuple):
-    """kvmapi.GuestRun as stored data.  `stages` and `stopped_in` are empty and
-    None in snapshots taken before the smoke guest walked to long mode."""
+    """kvmapi.GuestRun as stored data, with the size of its timed loop.
+
+    `stages` and `stopped_in` are empty and None in snapshots taken before
+    the smoke guest walked to long mode; `loop_ns` is None where the loop
+    did not run, and `loop_instructions` says how many instructions it was.
+    """
 
     ok: bool
     exits: Tuple[str, ...]
@@ -63,8 +67,17 @@ class GuestResult(NamedTuple):
     problem: Optional[str]
     stages: Tuple[str, ...] = ()
     stopped_in: Optional[str] = None
+    loop_ns: Optional[int] = None
+    loop_instructions: Optional[int] = None
 
-    def to_dict(self) -> dict:
+    @property
+    def instructions_per_second(self) -> Optional[float]:
+        """How fast the guest's loop ran, where it ran."""
+        if not self.loop_ns or not self.loop_instructions:
+            return None
+        return self.loop_instructions * 1e9 / self.loop_ns
+
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "ok": self.ok,
             "exits": list(self.exits),
@@ -75,6 +88,8 @@ class GuestResult(NamedTuple):
             "problem": self.problem,
             "stages": list(self.stages),
             "stopped_in": self.stopped_in,
+            "loop_ns": self.loop_ns,
+            "loop_instructions": self.loop_instructions,
         }
 
     @classmethod
@@ -95,7 +110,9 @@ class GuestResult(NamedTuple):
             duration_ns=int(data.get("duration_ns", 0)),
             problem=data.get("problem"),
             stages=tuple(str(name) for name in data.get("stages") or ()),
-            stopped_in=data.get("stopped_in"),
+            stopped_in=_optional_str(data.get("stopped_in")),
+            loop_ns=_optional_int(data.get("loop_ns")),
+            loop_instructions=_optional_int(data.get("loop_instructions")),
         )
 
 
@@ -426,7 +443,10 @@ def _query_capabilities(target: Any, capabilities: Sequence[Tuple[str, int]], sc
     steps.update(capabilities=values, capability_numbers=numbers, capability_errors=errors, capability_scope=scope)
 
 
-def _guest_fields(run: Any) -> dict:
+def _guest_fields(run: Any) -> Dict[str, Any]:
+    from kvmready.kvmapi import LOOP_INSTRUCTIONS
+
+    loop_ns = getattr(run, "loop_ns", None)
     return {
         "ok": bool(run.ok),
         "exits": tuple(run.exits),
@@ -437,6 +457,8 @@ def _guest_fields(run: Any) -> dict:
         "problem": run.problem,
         "stages": tuple(run.stages),
         "stopped_in": run.stopped_in,
+        "loop_ns": None if loop_ns is None else int(loop_ns),
+        "loop_instructions": LOOP_INSTRUCTIONS if loop_ns is not None else None,
     }
 
 

@@ -18,7 +18,8 @@ PROC_MODULES_LIMIT = 4 * 1024 * 1024
 # The modules that provide KVM on top of `kvm` itself: hardware VT-x/AMD-V
 # first, then paravirtual x86 (PVM) and POWER (HV, PR).
 HARDWARE_KVM_MODULES = ("kvm_intel", "kvm_amd")
-KVM_VENDOR_MODULES = HARDWARE_KVM_MODULES + ("kvm_pvm", "kvm_hv", "kvm_pr")
+PARAVIRTUAL_KVM_MODULES = ("kvm_pvm",)  # KVM without VT-x/AMD-V: pagetable-based paravirtualisation
+KVM_VENDOR_MODULES = HARDWARE_KVM_MODULES + PARAVIRTUAL_KVM_MODULES + ("kvm_hv", "kvm_pr")
 # Without /proc/modules, /sys/module/<name>/initstate tells loaded from built in; kvmready reports it for these.
 STATE_READ_FOR = ("kvm",) + KVM_VENDOR_MODULES
 LISTED = "listed"  # in /sys/module (loaded or built in), its state not read
