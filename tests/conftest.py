@@ -33,7 +33,7 @@ def _no_real_machine(request, monkeypatch):
         pytest.fail("a unit test used the real LiveSystem; use tests.fakes or mark it integration")
 
     monkeypatch.setattr(host_module.DirectoryHost, "__init__", guarded_init)
-    for name in ("credentials", "has_acl", "read_msr", "disk_usage", "cpuid_signature", "capabilities"):
+    for name in ("credentials", "has_acl", "read_msr", "disk_usage", "cpuid_signature", "pid1_container_env", "capabilities"):
         monkeypatch.setattr(live_module.LiveSystem, name, forbidden)
     monkeypatch.setattr(live_module.LiveSystem, "kvm", property(forbidden))
     yield

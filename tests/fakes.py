@@ -265,6 +265,7 @@ class FakeLiveSystem:
       an errno / OSError to raise; registers missing from a dict raise EIO
     - `disk`: (total_bytes, free_bytes), or an errno / OSError to raise
     - `cpuid`: the CPUID 0x40000000 signature (None on bare metal)
+    - `container_env`: `container=` of PID 1's environment (None: unset or unreadable)
     - `capabilities`: the (name, number) pairs to query; default the real table
     """
 
@@ -283,6 +284,7 @@ class FakeLiveSystem:
         msr_path: str = MSR_PATH,
         disk: Union[Tuple[int, int], int, BaseException] = (1000 * GIB, 500 * GIB),
         cpuid: Optional[str] = None,
+        container_env: Optional[str] = None,
         capabilities: Optional[Sequence[Tuple[str, int]]] = None,
     ) -> None:
         self._kvm = kvm if kvm is not None else FakeKvmBackend()
@@ -297,6 +299,7 @@ class FakeLiveSystem:
         self.msr_path = msr_path
         self.disk = disk
         self.cpuid = cpuid
+        self.container_env = container_env
         self._capabilities = tuple(capabilities) if capabilities is not None else tuple(
             (cap.name, cap.number) for cap in CAPABILITIES
         )
@@ -341,6 +344,10 @@ class FakeLiveSystem:
     def cpuid_signature(self) -> Optional[str]:
         self.calls.append(("cpuid_signature",))
         return self.cpuid
+
+    def pid1_container_env(self) -> Optional[str]:
+        self.calls.append(("pid1_container_env",))
+        return self.container_env
 
     def disk_usage(self, path: str) -> Tuple[str, int, int]:
         """(measured path, total, free); `disk` is (total, free) measured at path, or (measured, total, free)."""

@@ -472,10 +472,16 @@ def test_device_missing_without_module_says_load_it():
 
 
 def test_device_missing_in_a_container_says_pass_the_device():
-    tree = intel_desktop(kvm_present=False).with_files({"/.dockerenv": ""})
+    tree = intel_desktop(kvm_present=False).with_files({"/.dockerenv": "", "/proc/1/cgroup": "0::/docker/" + "a" * 64 + "\n"})
     result = run_check("kvm.device", tree)
     assert result.status is Status.FAIL
     assert "--device /dev/kvm" in result.remediation
+
+
+def test_device_missing_beside_a_lone_dockerenv_is_not_blamed_on_a_container():
+    """A VM built from a container image keeps /.dockerenv: by itself it proves nothing."""
+    result = run_check("kvm.device", intel_desktop(kvm_present=False).with_files({"/.dockerenv": ""}))
+    assert result.status is Status.FAIL and "container" not in result.remediation
 
 
 def test_device_offline_tree_without_dev_skips():

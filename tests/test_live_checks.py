@@ -695,7 +695,8 @@ def test_fake_backend_has_the_real_duck_type(fake, real):
 def test_fake_live_system_has_the_live_system_duck_type():
     real = {name for name in vars(live_module.LiveSystem) if not name.startswith("_")}
     fake = FakeLiveSystem()
-    assert real == {"kvm", "capabilities", "credentials", "has_acl", "read_msr", "cpuid_signature", "disk_usage"}
+    assert real == {"kvm", "capabilities", "credentials", "has_acl", "read_msr", "cpuid_signature", "disk_usage",
+                    "pid1_container_env"}
     for name in real | {"msr_path"}:
         assert hasattr(fake, name), name
     assert fake.msr_path == live_module.MSR_PATH

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
-from fakes import FakeLiveSystem
+from fakes import FakeKvmBackend, FakeLiveSystem, guest_emulation_stop
 from helpers import FIXED_NOW, GENERATED_AT, GOLDENS, UPDATE_GOLDENS, fixture_root, real_host_names, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
-from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts
+from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts, pvm_host
 
 from kvmready import runner
 from kvmready.checks import CATEGORY_ORDER, PRIORITY
@@ -111,7 +111,8 @@ def sample_host(hostname: Optional[str] = "web-1.example.com") -> dict:
         "os": {"id": "ubuntu", "version": "24.04", "name": "Ubuntu 24.04.1 LTS"},
         "cpu": {"vendor": "GenuineIntel", "model": "Intel(R) Core(TM) i7", "logical_cpus": 8, "virtualization": "vt-x"},
         "hypervisor": None,
-        "kvm": {"module": "kvm_intel", "device": True, "api_version": 12},
+        "container": None,
+        "kvm": {"module": "kvm_intel", "device": True, "api_version": 12, "paravirtual": False},
         "memory_bytes": 16 * 1024**3,
     }
 
@@ -126,7 +127,8 @@ def empty_host() -> dict:
         "os": {"id": None, "version": None, "name": None},
         "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
         "hypervisor": None,
-        "kvm": {"module": None, "device": None, "api_version": None},
+        "container": None,
+        "kvm": {"module": None, "device": None, "api_version": None, "paravirtual": None},
         "memory_bytes": None,
     }
 
@@ -155,7 +157,8 @@ def hostile_report() -> Report:
     host["kernel"] = {"release": HOSTILE, "version": [6, 8, 0]}
     host["os"] = {"id": HOSTILE, "version": HOSTILE, "name": HOSTILE}
     host["hypervisor"] = HOSTILE
-    host["kvm"] = {"module": HOSTILE, "device": True, "api_version": 12}
+    host["kvm"] = {"module": HOSTILE, "device": True, "api_version": 12, "paravirtual": False}
+    host["container"] = HOSTILE
     host["cpu"] = dict(host["cpu"], model=HOSTILE, vendor=HOSTILE)
     text = dict(summary=HOSTILE, detail=HOSTILE, remediation=HOSTILE, title=HOSTILE,
                 evidence={HOSTILE: HOSTILE, "bytes": "\x00\x01\x02\x1f", "list": [HOSTILE]})
@@ -201,6 +204,8 @@ def pipeline_reports() -> Dict[str, Report]:
         "amd-desktop": (lambda: amd_desktop(kernel="6.14.0-27-generic"), lambda: FakeLiveSystem(**desktop)),
         "kvm-guest": (lambda: kvm_guest(nested=True), lambda: FakeLiveSystem(cpuid="KVMKVMKVM", **desktop)),
         "no-kvm-group": (lambda: intel_desktop(), lambda: FakeLiveSystem()),
+        # kvm_pvm as the development machine shows it: VMs are created, an unmodified guest stops where it is emulated.
+        "pvm-host": (pvm_host, lambda: FakeLiveSystem.root(FakeKvmBackend(guest=guest_emulation_stop()), cpuid="KVMKVMKVM")),
     }
     for name, (tree, live) in trees.items():
         for target in Target:
@@ -219,7 +224,8 @@ def every_report() -> Dict[str, Report]:
 
 
 REPORT_NAMES = sorted(set(synthetic_reports()) | {f"{h}-{t.value}" for h in real_host_names() for t in Target}
-                      | {f"{n}-{t.value}" for n in ("intel-desktop", "amd-desktop", "kvm-guest", "no-kvm-group") for t in Target})
+                      | {f"{n}-{t.value}" for n in ("intel-desktop", "amd-desktop", "kvm-guest", "no-kvm-group", "pvm-host")
+                         for t in Target})
 
 
 @pytest.fixture(params=REPORT_NAMES)
@@ -584,6 +590,15 @@ def test_nfd_pipeline_hosts():
     assert desktop["ready"] == "true" and desktop["kvm-usable"] == "true" and desktop["kvm-device"] == "true"
     offline = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["lscpu-x86_64-epyc_7451-kvm"]))
     assert "kvm-usable" not in offline  # skipped offline: no claim either way
+    assert desktop["kvm-paravirtual"] == "false"
+
+
+def test_nfd_on_paravirtual_kvm_the_node_is_not_usable_and_says_why():
+    """No scheduler should send QEMU or KubeVirt workloads to a kvm_pvm node."""
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["pvm-host-kvm"]))
+    assert labels["kvm-usable"] == "false" and labels["kvm-paravirtual"] == "true"
+    assert labels["kvm-device"] == "true" and labels["kvm-module"] == "kvm_pvm"
+    assert labels["ready"] == "false" and labels["reason"] == "kvm.guest"
 
 
 def test_nfd_sanitises_hostile_values():

@@ -241,7 +241,7 @@ def test_pvm_host_says_why_neither_workstation_nor_unmodified_kvm_guests_run():
     guest = check_of(kvm, "kvm.guest")
     assert guest["status"] == "fail" and "kvm_pvm can only emulate" in guest["summary"]
     assert kvm["verdict"] == "not_ready" and kvm["reasons"][0] == "kvm.guest"
-    assert kvm["host"]["kvm"] == {"module": "kvm_pvm", "device": True, "api_version": 12}
+    assert kvm["host"]["kvm"] == {"module": "kvm_pvm", "device": True, "api_version": 12, "paravirtual": True}
     assert kvm["host"]["hypervisor"] == "kvm"
     assert kvm["host"]["cpu"]["virtualization"] is None
 

@@ -102,6 +102,7 @@ def capture_snapshot(vm_dir: str, live_system: Any = None, root_host: Optional[H
     summary = host_summary(facts)
     live = facts.live.to_dict() if facts.live is not None else {}
     live["cpuid_signature"] = facts.cpuid_signature
+    live["pid1_container_env"] = facts.pid1_container_env
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from kvmready.facts import Facts, safe
+from kvmready.facts.modules import PARAVIRTUAL_KVM_MODULES
 from kvmready.kvmabi import KVM_DEVICE
 
 
@@ -23,7 +24,8 @@ def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = 
         "os": {"id": None, "version": None, "name": None},
         "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
         "hypervisor": None,
-        "kvm": {"module": None, "device": None, "api_version": None},
+        "container": None,
+        "kvm": {"module": None, "device": None, "api_version": None, "paravirtual": None},
         "memory_bytes": None,
     }
 
@@ -40,10 +42,12 @@ def host_summary(facts: Facts) -> dict:
         "os": safe(lambda: facts.os.to_dict()) or unknown["os"],
         "cpu": safe(lambda: _cpu(facts)) or unknown["cpu"],
         "hypervisor": safe(lambda: facts.hypervisor.name),
+        "container": safe(lambda: facts.container.name),
         "kvm": {
             "module": safe(lambda: facts.kvm_module),
             "device": safe(lambda: _device(facts)),
             "api_version": live.kvm.api_version if live is not None else None,
+            "paravirtual": safe(lambda: _paravirtual(facts)),
         },
         "memory_bytes": safe(lambda: facts.memory.total_bytes),
     }
@@ -75,6 +79,11 @@ def _cpu(facts: Facts) -> dict:
         "logical_cpus": cpu.logical_cpus,
         "virtualization": usable,
     }
+
+
+def _paravirtual(facts: Facts) -> Optional[bool]:
+    module = facts.kvm_module
+    return None if module is None else module in PARAVIRTUAL_KVM_MODULES
 
 
 def _device(facts: Facts) -> Optional[bool]:

@@ -54,6 +54,32 @@ PVM_EMULATES = (
 )
 
 
+# How a container gets the host's /dev/kvm, per runtime (facts.container names).  Sources: the
+# `docker run --device` and `--device-cgroup-rule` reference, podman-run(1), KubeVirt's
+# device plugin (resource devices.kubevirt.io/kvm), LXD/Incus `unix-char` devices,
+# systemd-nspawn(1) --bind and systemd.resource-control(5) DeviceAllow, Microsoft's
+# .wslconfig reference (nestedVirtualization, Windows 11).
+CONTAINER_DEVICE = {
+    "docker": "start the container with `--device /dev/kvm` (it also allows the device in the container's cgroup)",
+    "podman": "start the container with `--device /dev/kvm`",
+    "kubernetes": "request the device from a device plugin (KubeVirt's virt-handler offers the resource "
+    "`devices.kubevirt.io/kvm`: put `devices.kubevirt.io/kvm: 1` in the container's resource limits), or run the pod "
+    "privileged with a hostPath volume for /dev/kvm",
+    "containerd": "pass the device in the container spec (`ctr run --device /dev/kvm`, or the OCI `linux.devices` "
+    "list with the cgroup rule `c 10:232 rwm`)",
+    "lxc": "add the device: `incus config device add <name> kvm unix-char path=/dev/kvm` (LXD: `lxc config device "
+    "add ...`), or for LXC `lxc.cgroup2.devices.allow = c 10:232 rwm` with a bind mount of /dev/kvm",
+    "systemd-nspawn": "start it with `--bind=/dev/kvm --property=DeviceAllow=/dev/kvm rw`",
+    "wsl": "enable nested virtualization for WSL 2 (`nestedVirtualization=true` under `[wsl2]` in %UserProfile%\\.wslconfig, "
+    "Windows 11), then `wsl --shutdown`",
+}
+GENERIC_CONTAINER_DEVICE = "give the container the host's /dev/kvm (character device 10:232) and allow it in its device cgroup"
+
+
+def container_device(runtime: str) -> str:
+    return CONTAINER_DEVICE.get(runtime, GENERIC_CONTAINER_DEVICE)
+
+
 def hypervisor_label(name: Optional[str]) -> str:
     return "an unidentified hypervisor" if name is None or name == "unknown" else name
 

@@ -66,6 +66,9 @@ def check_device(facts: Facts, policy: Policy) -> Outcome:
     devices = facts.devices
     node = devices.get(KVM)
     evidence = node.evidence()
+    container = facts.container
+    if container.is_container:
+        evidence["container"] = container.evidence()
     if node.error:
         return errored(f"cannot stat {KVM}: {node.error}", evidence)
     found = node.node
@@ -84,8 +87,10 @@ def check_device(facts: Facts, policy: Policy) -> Outcome:
 
 
 def _missing_device_fix(facts: Facts) -> str:
-    if facts.container.is_container:
-        return f"This is a container: start it with `--device {KVM}` (Docker/Podman) so the host's KVM device is passed in."
+    container = facts.container
+    if container.name is not None:
+        return advice.sentence(f"This is a {container.name} container, which has no {KVM} of its own: "
+                               f"{advice.container_device(container.name)}; the host itself must have KVM")
     if facts.kvm_module is None:
         return f"Load the KVM module first (see kvm.module); it creates {KVM}."
     return (

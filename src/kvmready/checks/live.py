@@ -49,17 +49,29 @@ def check_access(facts: Facts, policy: Policy) -> Outcome:
     own = _checker_failure(error, evidence)
     if own:
         return own
+    container = facts.container
+    if container.name is not None:
+        evidence["container"] = container.evidence()
     if error.errno_name == "ENOENT":
         return failed(f"{KVM} does not exist (see kvm.device)", "Load the KVM module (see kvm.module); it creates the device.", evidence)
     if error.errno_name == "EACCES":
-        return failed(_denied_summary(facts), _access_fix(facts, evidence), evidence)
+        fix = _access_fix(facts, evidence)
+        if container.name is not None:
+            fix += (f" Inside this {container.name} container the group must be the host's kvm group id: run the "
+                    "container with it (`--group-add <the host's kvm gid>`) or as a user in it.")
+        return failed(_denied_summary(facts), fix, evidence)
     if error.errno_name == "EPERM":
+        if container.name is not None:
+            fix = advice.sentence(f"This {container.name} container's device cgroup does not allow {KVM}: "
+                                  f"{advice.container_device(container.name)}")
+        else:
+            fix = (f"For a systemd service, `DeviceAllow={KVM} rw`; in a container, pass the device (`--device {KVM}`, "
+                   "Kubernetes: a device plugin such as KubeVirt's devices.kubevirt.io/kvm); otherwise check the audit "
+                   "log for the denying security module.")
         return failed(
             f"opening {KVM} is not permitted (EPERM): a device cgroup, seccomp filter or security module forbids it, "
             "whatever the file permissions say",
-            f"In a container, pass the device (`docker run --device {KVM}`, Kubernetes: a device plugin such as "
-            f"KubeVirt's devices.kubevirt.io/kvm); for a systemd service, `DeviceAllow={KVM} rw`; "
-            "otherwise check the audit log for the denying security module.",
+            fix,
             evidence,
         )
     if error.errno_name in ("ENXIO", "ENODEV"):

@@ -138,7 +138,22 @@ class Facts:
 
     @property
     def container(self) -> ContainerInfo:
-        return self._get("container", lambda: container.collect(self.host))
+        return self._get("container", lambda: container.collect(self.host, self.pid1_container_env))
+
+    @property
+    def pid1_container_env(self) -> Optional[str]:
+        """`container=` of PID 1's environment (live or captured); None when unknown or unset."""
+        if self.captured_live is not None:
+            return self.captured_live.pid1_container_env
+        system = self.live_system
+        if system is None:
+            return None
+
+        def ask() -> Optional[str]:
+            value: Optional[str] = system.pid1_container_env()
+            return value
+
+        return self._get("pid1_container_env", ask)
 
     @property
     def groups(self) -> GroupTable:

@@ -267,6 +267,7 @@ class LiveFacts(NamedTuple):
     disk: Optional[DiskUsage] = None
     cpuid_signature: Optional[str] = None  # only in snapshots: the live run asks LiveSystem directly
     captured_at: Optional[str] = None  # set when replayed from a snapshot
+    pid1_container_env: Optional[str] = None  # only in snapshots, like cpuid_signature
 
     def to_dict(self) -> dict:
         return {
@@ -276,6 +277,7 @@ class LiveFacts(NamedTuple):
             "msr": self.msr.to_dict() if self.msr else None,
             "disk": self.disk.to_dict() if self.disk else None,
             "cpuid_signature": self.cpuid_signature,
+            "pid1_container_env": self.pid1_container_env,
         }
 
     @classmethod
@@ -288,6 +290,7 @@ class LiveFacts(NamedTuple):
             disk=DiskUsage.from_dict(data["disk"]) if data.get("disk") else None,
             cpuid_signature=_optional_str(data.get("cpuid_signature")),
             captured_at=captured_at,
+            pid1_container_env=_optional_str(data.get("pid1_container_env")),
         )
 
 
@@ -339,6 +342,24 @@ class LiveSystem:
         if len(data) != 8:
             raise OSError(errno_module.EIO, f"short MSR read ({len(data)} bytes)")
         return int.from_bytes(data, "little")
+
+    def pid1_container_env(self) -> Optional[str]:
+        """`container=` from PID 1's environment (systemd's container interface), or None.
+
+        Only that one value leaves this method: the environment itself may
+        hold secrets, and is never stored or reported.  Reading it needs the
+        same user as PID 1, or root; elsewhere the answer is None.
+        """
+        try:
+            with open("/proc/1/environ", "rb") as handle:
+                data = handle.read(1024 * 1024)
+        except OSError:
+            return None
+        for entry in data.split(b"\0"):
+            if entry.startswith(b"container="):
+                value = entry[len(b"container="):].decode("ascii", "replace")[:64]
+                return value or None
+        return None
 
     def cpuid_signature(self) -> Optional[str]:
         """The hypervisor's CPUID signature through the cpuid driver (root only), or None."""

@@ -20,9 +20,10 @@ Labels, under DEFAULT_PREFIX (`kvmready.io`):
     version=0.1.0                    kvmready's version
     reason=cpu.virtualization        the first check behind the verdict (when there is one)
     failed-checks=2                  how many checks ended in `fail`
-    kvm-usable=true|false            kvm.guest: a real guest ran (left out when the check was skipped)
+    kvm-usable=true|false            kvm.guest: a real guest ran, at hardware speed (left out when the check was skipped)
     kvm-device=true|false            /dev/kvm is the KVM device
     kvm-module=kvm_intel             the module that provides KVM
+    kvm-paravirtual=true|false       KVM without VT-x/AMD-V (kvm_pvm): only PVM-enabled guest kernels run natively
     nested=true|false                this node is itself a VM
     hypervisor=kvm                   the hypervisor it runs under (nested only)
     virtualization=vt-x|amd-v|sie|none
@@ -106,6 +107,9 @@ def labels(report: Report) -> List[Tuple[str, str]]:
     module = dig(host, "kvm", "module")
     if module:
         pairs.append(("kvm-module", module))
+    paravirtual = dig(host, "kvm", "paravirtual")
+    if isinstance(paravirtual, bool):
+        pairs.append(("kvm-paravirtual", _bool(paravirtual)))
 
     hypervisor = dig(host, "hypervisor")
     if hypervisor:
