@@ -302,7 +302,10 @@ def test_table(tmp_path: Path):
 
 
 def test_table_when_all_is_well(tmp_path: Path):
-    write_fleet(tmp_path, names=("ready", "intel-desktop-kvm"))
+    for host, data in write_fleet(tmp_path, names=("ready", "intel-desktop-kvm")).items():
+        # as `--skip vmware.kvm-support` writes them: no check of any severity fails
+        data["checks"] = [check for check in data["checks"] if check["id"] != "vmware.kvm-support"]
+        (tmp_path / f"{host}.json").write_text(json.dumps(data))
     out = run_cli(["fleet", "summarize", str(tmp_path)]).stdout
     assert "every host is ready" in out and "no check failed on any host" in out and "malformed (" not in out
 

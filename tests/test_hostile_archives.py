@@ -234,7 +234,9 @@ def test_the_base_archive_is_a_ready_host(sandbox: Sandbox) -> None:
     result = invoke(["check", "--snapshot", str(path), "--format", "json"])
     assert_no_traceback(result)
     report = json.loads(result.stdout)
-    assert result.exit_code == 0, [(c["id"], c["status"], c["summary"]) for c in report["checks"] if c["status"] in ("fail", "error")]
+    failing = [(c["id"], c["status"], c["summary"]) for c in report["checks"] if c["status"] in ("fail", "error")]
+    # ready in every respect a host can be: only VMware's unreleased kernel support is missing
+    assert (result.exit_code, report["waiting_on_upstream"]) == (1, ["vmware.kvm-support"]), failing
     assert report["host"]["hostname"] == "hostile"
     assert report["host"]["captured_at"] == hostile.CAPTURED_AT
     statuses = {check["id"]: check["status"] for check in report["checks"]}
@@ -332,7 +334,7 @@ def test_the_write_watch_is_not_blind(sandbox: Sandbox, tmp_path) -> None:
     path = hostile.ALL_CASES["base"].build(sandbox.archives)
     with watch_writes() as writes:
         result = invoke(["check", "--snapshot", str(path), "--format", "json", "--output", str(output)])
-    assert result.exit_code == 0 and output.exists()
+    assert result.exit_code == 1 and output.exists()
     events = {entry[0] for entry in writes}
     assert "tempfile.mkstemp" in events or "open" in events, writes
     assert "os.rename" in events, writes
@@ -426,7 +428,7 @@ def test_the_strace_watch_is_not_blind(tmp_path) -> None:
     path = hostile.ALL_CASES["base"].build(tmp_path)
     trace = tmp_path / "calls.trace"
     completed = _run_process(["check", "--snapshot", str(path), "--format", "json", "--output", str(cwd / "out.json")], cwd, tmpdir, trace)
-    assert completed.returncode == 0, completed.stderr
+    assert completed.returncode == 1, completed.stderr  # not_ready: waiting on upstream
     calls = trace.read_text(errors="replace").splitlines()
     writing = [call for call in calls if ("open" in call and _WRITE_OPEN.search(call)) or _MUTATING_CALL.search(call)]
     assert any("out.json" in call for call in writing), writing

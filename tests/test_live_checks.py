@@ -548,7 +548,8 @@ def _status(report, check_id):
     ],
 )
 def test_cli_exit_code_for_each_live_outcome(monkeypatch, name, backend, target, exit_code, check_id, status):
-    code, report = invoke(monkeypatch, cli_facts(user(FakeKvmBackend(**backend))), "--target", target)
+    # gated as the README tells CI to: VMware's KVM support is in no released kernel yet
+    code, report = invoke(monkeypatch, cli_facts(user(FakeKvmBackend(**backend))), "--target", target, "--skip", "vmware.kvm-support")
     assert code == exit_code, report["reasons"]
     assert report["exit_code"] == exit_code
     assert _status(report, check_id)["status"] == status
@@ -571,8 +572,9 @@ def test_cli_recommended_capability_missing_makes_kvm_target_ready_with_warnings
 
 
 def test_cli_strict_turns_those_warnings_into_exit_1_and_exit_zero_wins(monkeypatch):
-    code, report = invoke(monkeypatch, cli_facts(user()), "--target", "workstation", "--strict")
-    assert report["verdict"] == "ready_with_warnings"  # the backdoor parameter is N
+    one_cpu = cli_facts(user(), intel_desktop(cpus=1))
+    code, report = invoke(monkeypatch, one_cpu, "--target", "workstation", "--strict", "--skip", "vmware.kvm-support")
+    assert report["verdict"] == "ready_with_warnings" and report["reasons"] == ["resources.cpus"]
     assert code == 1 and report["strict"] is True
     code, report = invoke(monkeypatch, cli_facts(user(denied())), "--exit-zero")
     assert report["verdict"] == "not_ready" and code == 0

@@ -218,8 +218,8 @@ def test_pvm_host_kvm_device_is_not_captured_rather_than_missing():
 
 def test_pvm_host_backdoor_parameter_is_read_from_built_in_kvm():
     check = check_of(report(PVM, "workstation"), "vmware.backdoor")
-    assert check["status"] == "warn"
-    assert check["evidence"]["value"] == "N"
+    assert check["status"] == "pass" and check["severity"] == "info"  # context only, never advice to turn it on
+    assert check["evidence"]["value"] == "N" and "is off" in check["summary"]
 
 
 # -- bare-metal x86 -------------------------------------------------------------------------
@@ -288,7 +288,8 @@ def test_esx_guest_is_vmware():
     assert data["host"]["hypervisor"] == "vmware"
     assert "vhv.enable" in check_of(data, "cpu.virtualization")["remediation"]
     assert data["host"]["cpu"]["logical_cpus"] == 1
-    assert status("virtwhat-esx4.1", "workstation", "resources.cpus") == "fail"
+    # VMware runs a VM with one virtual CPU on a one-CPU host: enough, below the recommendation.
+    assert status("virtwhat-esx4.1", "workstation", "resources.cpus") == "warn"
 
 
 def test_xen_pv_domu_is_xen_domu():

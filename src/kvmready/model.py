@@ -85,6 +85,9 @@ class Outcome(NamedTuple):
     detail: str = ""
     remediation: Optional[str] = None
     evidence: Mapping[str, Any] = MappingProxyType({})
+    # A failure whose cause is that the world has not shipped something yet (no released kernel has
+    # VMware's KVM support), not this host: see Report.waiting_on_upstream.
+    waiting_on_upstream: bool = False
 
 
 class CheckResult(NamedTuple):
@@ -98,6 +101,7 @@ class CheckResult(NamedTuple):
     remediation: Optional[str]
     evidence: Mapping[str, Any]
     rank: int = 0  # the check's place in the registry: the order a reader should see it in (not in the JSON)
+    waiting_on_upstream: bool = False  # see Outcome
 
     @property
     def is_warning(self) -> bool:
@@ -137,6 +141,9 @@ class Report(NamedTuple):
     generated_at: str  # RFC 3339 UTC
     strict: bool = False
     categories: Tuple[str, ...] = ()  # category order for people (not in the JSON)
+    # The required checks that fail only because upstream has not shipped something yet, when they are the
+    # only failing required checks: "ready in every other respect".  Empty otherwise.
+    waiting_on_upstream: Tuple[str, ...] = ()
 
     @property
     def summary(self) -> Dict[str, int]:
@@ -161,6 +168,7 @@ class Report(NamedTuple):
             "exit_code": self.exit_code,
             "strict": self.strict,
             "reasons": list(self.reasons),
+            "waiting_on_upstream": list(self.waiting_on_upstream),
             "host": dict(self.host),
             "summary": self.summary,
             "checks": [check.to_dict() for check in self.checks],

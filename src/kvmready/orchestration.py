@@ -186,6 +186,7 @@ def error_report(message: str, target: str, generated_at: Optional[str] = None) 
         "exit_code": 0,
         "strict": False,
         "reasons": [],
+        "waiting_on_upstream": [],
         "host": empty_host(hostname),
         "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0, "error": 0},
         "checks": [],

@@ -89,6 +89,7 @@ def run_check(row: Row, facts: Facts, policy: Policy) -> CheckResult:
         remediation=outcome.remediation,
         evidence=evidence,
         rank=RANKS[spec.id],
+        waiting_on_upstream=outcome.waiting_on_upstream and outcome.status is Status.FAIL,
     )
 
 
@@ -137,6 +138,16 @@ def reasons_of(results: Sequence[CheckResult], verdict: Verdict) -> List[str]:
     return [r.id for r in ordered]
 
 
+def waiting_on_upstream_of(results: Sequence[CheckResult]) -> List[str]:
+    """The required checks that fail only because upstream has not shipped something, when without them the
+    verdict would be ready (with or without warnings): "ready in every other respect".  Else nothing."""
+    waiting = [r for r in results if r.waiting_on_upstream and r.severity is Severity.REQUIRED]
+    rest = [r for r in results if r not in waiting]
+    if waiting and verdict_of(rest) in (Verdict.READY, Verdict.READY_WITH_WARNINGS):
+        return [r.id for r in sorted(waiting, key=lambda r: r.rank)]
+    return []
+
+
 def exit_code_of(verdict: Verdict, strict: bool = False, exit_zero: bool = False) -> int:
     if exit_zero:
         return ExitCode.READY
@@ -172,4 +183,5 @@ def build_report(
         generated_at=utc_timestamp(now),
         strict=strict,
         categories=CATEGORY_ORDER,
+        waiting_on_upstream=tuple(waiting_on_upstream_of(results)),
     )

@@ -59,15 +59,16 @@ CHECKS: Tuple[Row, ...] = (
     Row(cpu.HARDWARE_MMU, REQ, REC),  # EPT/NPT: modern Workstation needs it, KVM is only slower without
     Row(live.CAPABILITIES, REQ, REC),  # the KVM features a VMware-style front end builds on
     Row(kernel.VERSION, REQ, REQ),  # the release those features arrived in
+    Row(vmware.KVM_SUPPORT, REQ, INFO),  # what only upstream can ship: VMware's KVM support
     Row(resources.MEMORY, REQ, REC),  # guests need their memory on top of the host's
     Row(resources.CPUS, REQ, REC),  # a CPU for the host beside each vCPU
     Row(conflicts.VIRTUALBOX, REC, REC),  # another hypervisor competing for VT-x/AMD-V
     Row(conflicts.VMWARE_VMMON, REC, INFO),  # the classic Workstation's driver, replaced by KVM
-    Row(vmware.BACKDOOR, REC, INFO),  # VMware Tools' channel to the host
+    Row(vmware.BACKDOOR, INFO, INFO),  # the legacy system-wide switch, as context
     Row(kvm.NESTED, REC, INFO),  # guests that run hypervisors themselves (VBS, WSL2)
     Row(resources.DISK, REC, INFO),  # room for the VMs' disks
-    Row(devices.TUN, REC, REC),  # bridged and NAT networking
-    Row(devices.VHOST_NET, REC, INFO),  # faster virtio networking
+    Row(devices.TUN, INFO, REC),  # QEMU's bridged and NAT networking (Workstation uses vmnet)
+    Row(devices.VHOST_NET, INFO, INFO),  # faster virtio networking (QEMU, not Workstation)
     Row(devices.RENDER_NODE, REC, INFO),  # 3D acceleration
     Row(security.SECURE_BOOT, REC, INFO),  # unsigned out-of-tree modules refused
     Row(security.LOCKDOWN, REC, INFO),  # the same, enforced by the kernel
@@ -104,6 +105,7 @@ def catalog() -> List[Dict[str, Any]]:
             "what": row.spec.what,
             "why": row.spec.why,
             "fix": row.spec.fix,
+            "sources": list(row.spec.sources),
         }
         for row in CHECKS
     ]

@@ -26,6 +26,7 @@ class CheckSpec(NamedTuple):
     why: str  # why it matters
     fix: str  # how to fix it, in general
     live: bool = False  # needs the machine itself: skipped for --root trees
+    sources: Tuple[str, ...] = ()  # where its figures and claims come from (`kvmready explain` shows them)
 
 
 def passed(summary: str, evidence: Evidence = None, detail: str = "") -> Outcome:

@@ -88,7 +88,8 @@ def check_render_node(facts: Facts, policy: Policy) -> Outcome:
 TUN = CheckSpec(
     "devices.tun", "/dev/net/tun", "devices", check_tun,
     what="/dev/net/tun, the character device 10:200.",
-    why="Bridged and NAT networking for guests create tap interfaces through it.",
+    why="QEMU and libvirt create tap interfaces through it for bridged and NAT networking; VMware Workstation "
+    "networks its guests through its own vmnet driver instead, so for it this is information only.",
     fix="`sudo modprobe tun`; in a container pass `--device /dev/net/tun`.",
 )
 
@@ -96,7 +97,8 @@ TUN = CheckSpec(
 VHOST_NET = CheckSpec(
     "devices.vhost-net", "/dev/vhost-net", "devices", check_vhost_net,
     what="/dev/vhost-net, the character device 10:238.",
-    why="vhost-net moves virtio-net packet processing into the kernel: faster guest networking.",
+    why="vhost-net moves virtio-net packet processing into the kernel: faster networking for QEMU guests (not used "
+    "by VMware Workstation, whose guests network through vmnet).",
     fix="`sudo modprobe vhost_net`.",
 )
 

@@ -41,6 +41,15 @@ def check_version(facts: Facts, policy: Policy) -> Outcome:
 VERSION = CheckSpec(
     "kernel.version", "Kernel version", "kernel", check_version,
     what="The running kernel's release (/proc/sys/kernel/osrelease), its MAJOR.MINOR.PATCH compared with the target's minimum and recommended versions.",
-    why="Workstation on KVM relies on KVM features that arrived in specific releases (user-space MSR exits in 5.10, XSAVE2 in 5.17); the KVM API itself is stable since 2.6.22.",
+    why="The minimum is the release that first has every KVM capability the target requires (for Workstation "
+    "KVM_CAP_X86_USER_SPACE_MSR, Linux 5.10; VMware publishes no kernel minimum of its own); the KVM API itself is "
+    "stable since 2.6.22.",
     fix="Boot a newer kernel: the distribution's current or hardware-enablement kernel.",
+    sources=(
+        "KVM_CAP_X86_USER_SPACE_MSR: \"KVM: x86: Allow deflecting unknown MSR accesses to user space\" (Alexander Graf, "
+        "2020-09), first in Linux 5.10",
+        "KVM_CAP_XSAVE2: absent from the Linux 5.16-rc1 uapi header, present in 5.17's (kvmtool header syncs)",
+        "Documentation/virt/kvm/api.rst: the KVM API is stable (version 12) since Linux 2.6.22",
+        "QEMU documentation: its default KVM CPU features need Linux 4.5 or newer",
+    ),
 )

@@ -16,6 +16,7 @@ from kvmready.checks.base import (
 from kvmready.facts.cpuinfo import CPUINFO
 from kvmready.facts.memory import MEMINFO
 from kvmready.model import Outcome
+from kvmready.targets import MEMTOTAL_SHARE, memtotal_for
 
 if TYPE_CHECKING:
     from kvmready.facts import Facts
@@ -28,15 +29,17 @@ def check_cpus(facts: Facts, policy: Policy) -> Outcome:
     if cpu.error is not None:
         return unreadable("the number of CPUs", CPUINFO, cpu.error)
     count = cpu.logical_cpus
-    evidence = {"source": CPUINFO, "logical_cpus": count, "minimum": policy.min_cpus, "recommended": policy.recommended_cpus}
+    evidence = {"source": CPUINFO, "logical_cpus": count, "minimum": policy.min_cpus, "recommended": policy.recommended_cpus,
+                "thresholds_source": policy.cpus_source}
     if count is None:
         return errored("cannot count CPUs: /proc/cpuinfo has no processor entries", evidence)
     cpus = f"{count} logical CPU{'s' if count != 1 else ''}"
     return threshold_outcome(
         count, policy.min_cpus, policy.recommended_cpus, evidence,
-        below_minimum=(f"{cpus}; at least {policy.min_cpus} needed (one for the host, one for a guest)", "Give the machine (or this VM) more CPUs."),
-        below_recommended=(f"{cpus}; {policy.recommended_cpus}+ recommended (a VM with N vCPUs wants N logical CPUs)", "Add CPUs, or give guests fewer vCPUs than the host has."),
-        enough=f"{count} logical CPUs",
+        below_minimum=(f"{cpus}; at least {policy.min_cpus} needed", "Give the machine (or this VM) more CPUs."),
+        below_recommended=(f"{cpus}; {policy.recommended_cpus}+ recommended: a VM gets more than one virtual CPU only on a "
+                           "host with at least two", "Add CPUs, or give guests one vCPU."),
+        enough=cpus,
     )
 
 
@@ -45,13 +48,21 @@ def check_memory(facts: Facts, policy: Policy) -> Outcome:
     total = memory.total_bytes
     if memory.error or total is None:
         return unreadable("the memory size", MEMINFO, memory.error or "no MemTotal")
+    minimum, recommended = memtotal_for(policy.min_memory_bytes), memtotal_for(policy.recommended_memory_bytes)
     evidence = memory.evidence()
-    evidence.update(minimum_bytes=policy.min_memory_bytes, recommended_bytes=policy.recommended_memory_bytes, thresholds_source=policy.memory_source)
+    evidence.update(
+        minimum_installed_bytes=policy.min_memory_bytes, recommended_installed_bytes=policy.recommended_memory_bytes,
+        minimum_memtotal_bytes=minimum, recommended_memtotal_bytes=recommended, memtotal_share=MEMTOTAL_SHARE,
+        thresholds_source=policy.memory_source,
+    )
+    shown = f"{gib(total)} of memory (MemTotal)"
     return threshold_outcome(
-        total, policy.min_memory_bytes, policy.recommended_memory_bytes, evidence,
-        below_minimum=(f"{gib(total)} of memory; at least {gib(policy.min_memory_bytes)} needed", "Add memory: every running VM needs its guest memory on top of what the host uses."),
-        below_recommended=(f"{gib(total)} of memory; {gib(policy.recommended_memory_bytes)} recommended", "Add memory, or give guests small memory sizes."),
-        enough=f"{gib(total)} of memory",
+        total, minimum, recommended, evidence,
+        below_minimum=(f"{shown}: less than a machine with {gib(policy.min_memory_bytes)} installed, the minimum",
+                       "Add memory: every running VM needs its guest memory on top of what the host uses."),
+        below_recommended=(f"{shown}: less than a machine with {gib(policy.recommended_memory_bytes)} installed, as recommended",
+                           "Add memory, or give guests small memory sizes."),
+        enough=f"{shown}: at least {gib(policy.recommended_memory_bytes)} installed, as recommended",
     )
 
 
@@ -76,17 +87,27 @@ def check_disk(facts: Facts, policy: Policy) -> Outcome:
 
 CPUS = CheckSpec(
     "resources.cpus", "Logical CPUs", "resources", check_cpus,
-    what="The number of logical CPUs in /proc/cpuinfo against the target's minimum and recommendation.",
-    why="The host needs a CPU of its own beside each guest vCPU.",
+    what="The number of logical CPUs in /proc/cpuinfo against the target's minimum and recommendation "
+    "(Workstation: 1 needed, 2 recommended).",
+    why="A VM gets more than one virtual CPU only on a host with at least two logical processors, and the host "
+    "needs CPU time of its own.",
     fix="More CPUs for the machine or VM.",
+    sources=(
+        "VMware Workstation host requirements: 64-bit x86 CPU, 1.3 GHz or faster, multiprocessor systems supported",
+        "VMware Workstation/Player \"Virtual Machine Processor Support\": one virtual processor on a host with one or "
+        "more logical processors, more only on a host with at least two",
+    ),
 )
 
 
 MEMORY = CheckSpec(
     "resources.memory", "Memory", "resources", check_memory,
-    what="MemTotal from /proc/meminfo against the target's minimum and recommendation (Workstation: 4 GiB needed, 8 GiB recommended).",
+    what="MemTotal from /proc/meminfo against the target's minimum and recommendation of installed memory "
+    "(Workstation: 2 GiB needed, 4 GiB recommended). MemTotal is a little less than what is installed (a 4 GiB "
+    "machine shows 3.7-3.9 GiB), so a machine meets N GiB when MemTotal is at least 90% of N.",
     why="Each running guest needs its memory on top of the host's own.",
     fix="More memory.",
+    sources=("VMware Workstation 16.x/17.x host requirements: 2 GB of memory minimum, 4 GB or more recommended",),
 )
 
 

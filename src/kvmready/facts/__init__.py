@@ -16,6 +16,7 @@ from kvmready.facts import (
     devices,
     firmware,
     hypervisor,
+    kconfig,
     kernel,
     memory,
     modules,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from kvmready.facts.devices import DeviceFacts
     from kvmready.facts.firmware import FirmwareInfo
     from kvmready.facts.hypervisor import HypervisorInfo
+    from kvmready.facts.kconfig import KernelConfig
     from kvmready.facts.kernel import ArchInfo, KernelInfo
     from kvmready.facts.memory import MemoryInfo
     from kvmready.facts.modules import ModuleParams, ModuleTable
@@ -87,6 +89,10 @@ class Facts:
         return self._get("kernel", lambda: kernel.collect(self.host))
 
     @property
+    def kernel_config(self) -> KernelConfig:
+        return self._get("kconfig", lambda: kconfig.collect(self.host, safe(lambda: self.kernel.release)))
+
+    @property
     def arch(self) -> ArchInfo:
         def compute() -> ArchInfo:
             return kernel.detect_arch(self.host, safe(lambda: self.cpu.arch_hint), safe(lambda: self.kernel.release))
@@ -99,6 +105,10 @@ class Facts:
 
     def module_params(self, name: str) -> ModuleParams:
         return self._get(f"params:{name}", lambda: modules.read_params(self.host, name))
+
+    def module_version(self, name: str) -> Tuple[Optional[str], Optional[str]]:
+        """(version, why unknown) of a loaded module, from /sys/module/<name>/version."""
+        return self._get(f"version:{name}", lambda: modules.read_version(self.host, name))
 
     @property
     def devices(self) -> DeviceFacts:

@@ -7,7 +7,7 @@ an `initstate` file there.
 """
 
 from types import MappingProxyType
-from typing import Dict, Mapping, NamedTuple, Optional
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
 
@@ -120,6 +120,15 @@ class ModuleParams(NamedTuple):
 
     def path(self, name: str) -> str:
         return f"{SYS_MODULE}/{self.module}/parameters/{name}"
+
+
+def read_version(host: Host, module: str) -> Tuple[Optional[str], Optional[str]]:
+    """(the version a loaded module declares in /sys/module/<name>/version, why none could be read)."""
+    path = f"{SYS_MODULE}/{module_name(module)}/version"
+    try:
+        return host.read_value(path, 256) or None, None
+    except ReadError as exc:
+        return None, f"{path}: {exc.reason}"
 
 
 def parse_bool(value: Optional[str]) -> Optional[bool]:

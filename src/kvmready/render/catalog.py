@@ -38,6 +38,9 @@ def render_explanation(entry: Entry) -> str:
         "Why it matters:\n" + wrap(entry["why"]),
         "How to fix:\n" + wrap(entry["fix"]),
     ]
+    if entry.get("sources"):
+        sections.append("Sources:\n" + "\n".join(
+            textwrap.fill(source, width=78, initial_indent="  - ", subsequent_indent="    ") for source in entry["sources"]))
     return "\n\n".join(sections) + "\n"
 
 

@@ -86,6 +86,10 @@ def _render(report: Report, width: int, color: bool) -> str:
     verdict.append(label, style=style)
     verdict.append(f" for {report.target.value} (exit {report.exit_code}): {counts}")
     console.print(verdict)
+    if report.waiting_on_upstream:
+        waiting = ", ".join(printable(check_id) for check_id in report.waiting_on_upstream)
+        # one short line, so it stays one line at 80 columns: the fix-first list says how to gate on the rest
+        console.print(Text(f"Ready in every other respect: {waiting} waits on upstream"), overflow="fold")
     _fix_first(console, report)
     # rich pads cells to the full width; CI logs are easier to read without the trailing blanks.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
