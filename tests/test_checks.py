@@ -193,19 +193,63 @@ def test_hardware_mmu_cpu_without_ept_or_unrestricted_guest_fails_for_workstatio
     assert "shadow paging" in result.summary
 
 
-def test_hardware_mmu_without_vmx_flags_line_or_kvm_intel_cannot_confirm():
-    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=("ept",))
+OLD_KERNEL_VMX_FEATURES = ("ept", "tpr_shadow", "vnmi", "flexpriority", "vpid", "ept_ad", "cpuid")
+
+
+def test_hardware_mmu_kernel_that_names_no_vmx_features_cannot_confirm():
+    # A kernel before the VMX feature names (and without 4.12's `cpuid` flag): no `ept` proves nothing.
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=OLD_KERNEL_VMX_FEATURES)
     result = run_check("cpu.hardware-mmu", tree, WS)
     assert result.status is Status.WARN
     assert "cannot confirm" in result.summary
+    assert "names no VMX features" in result.summary
     assert "modprobe kvm_intel" in result.remediation
+    assert result.evidence["cpu_ept"] is None
+
+
+def test_hardware_mmu_pre_5_9_flags_line_with_vmx_features_but_no_ept_proves_no_ept():
+    # Core 2 under a kernel before `vmx flags`: tpr_shadow vnmi flexpriority, no ept (lkml2010-x86_64-core2-e6550).
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=("ept", "vpid", "ept_ad", "cpuid"))
+    ws = run_check("cpu.hardware-mmu", tree, WS)
+    assert ws.status is Status.FAIL
+    assert "lacks EPT" in ws.summary and "tpr_shadow" in ws.summary
+    assert ws.evidence["cpu_ept"] is False
+    assert ws.evidence["cpuinfo_lines"][0].startswith("flags")
+    assert run_check("cpu.hardware-mmu", tree, KVM).status is Status.WARN
+
+
+def test_hardware_mmu_pre_5_9_ept_in_flags_line():
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",))
+    result = run_check("cpu.hardware-mmu", tree, WS)
+    assert result.status is Status.WARN  # EPT yes; unrestricted guest unknown without `vmx flags` or kvm_intel
+    assert "VT-x with EPT" in result.summary and "cannot confirm unrestricted guest" in result.summary
+    assert run_check("cpu.hardware-mmu", intel_desktop(vmx_flags=None), WS).status is Status.PASS  # kvm_intel says Y
+
+
+def test_hardware_mmu_amd_old_kernel_without_svm_features_cannot_confirm():
+    old = ("npt", "lbrv", "svm_lock", "nrip_save", "tsc_scale", "vmcb_clean", "flushbyasid", "decodeassists",
+           "pausefilter", "pfthreshold", "avic", "v_vmsave_vmload", "vgif", "cpuid")
+    result = run_check("cpu.hardware-mmu", amd_desktop(modules=("kvm",), remove_flags=old), WS)
+    assert result.status is Status.WARN
+    assert "cannot confirm nested page tables" in result.summary
+    assert result.evidence["cpu_npt"] is None
+
+
+def test_hardware_mmu_amd_k8_without_svm_features_on_a_newer_kernel_lacks_npt():
+    # Opteron 2216 (K8 rev F) under RHEL 7: svm, no SVM features at all, but `vmmcall` dates the kernel.
+    old = ("npt", "lbrv", "svm_lock", "nrip_save", "tsc_scale", "vmcb_clean", "flushbyasid", "decodeassists",
+           "pausefilter", "pfthreshold", "avic", "v_vmsave_vmload", "vgif", "cpuid")
+    result = run_check("cpu.hardware-mmu", amd_desktop(modules=("kvm",), remove_flags=old, add_flags=("vmmcall",)), WS)
+    assert result.status is Status.FAIL
+    assert "vmmcall" in result.summary
 
 
 def test_hardware_mmu_amd_npt_passes():
     result = run_check("cpu.hardware-mmu", amd_desktop())
     assert result.status is Status.PASS
     assert "NPT" in result.summary
-    assert result.evidence == {"cpu_npt": True, "kvm_amd_npt": True}
+    assert {key: result.evidence[key] for key in ("cpu_npt", "kvm_amd_npt")} == {"cpu_npt": True, "kvm_amd_npt": True}
+    assert result.evidence["basis"] == "`npt` in the flags line"
 
 
 def test_hardware_mmu_kvm_amd_npt_0_fails_for_workstation_warns_for_kvm():
@@ -726,7 +770,7 @@ def test_hypervisor_guest_with_vmx_exposed_warns():
     assert result.status is Status.WARN
     assert "a VM under kvm with VT-x/AMD-V exposed" in result.summary
     assert result.evidence["nested_exposed"] is True
-    assert {"source": "cpuid 0x40000000", "value": "KVMKVMKVM", "suggests": "kvm"} in result.evidence["clues"]
+    assert {"source": "cpuid 0x40000000", "value": "KVMKVMKVM", "suggests": "kvm", "vendor": None} in result.evidence["clues"]
 
 
 def test_hypervisor_guest_without_vmx_fails_for_workstation_and_warns_for_kvm():
