@@ -304,7 +304,7 @@ def _intel_mmu(facts: Facts, policy: Policy) -> Outcome:
     must = policy.target is Target.WORKSTATION
     if hw_ept is False or hw_ug is False:
         missing = " and ".join(name for name, ok in (("EPT", hw_ept), ("unrestricted guest", hw_ug)) if ok is False)
-        return warn_or_fail(must, f"the CPU lacks {missing}, as {basis}: guests run with shadow paging, slowly",
+        return warn_or_fail(must, f"the CPU lacks {missing}, shown by {basis}; guests run with shadow paging, slowly",
                             "Use a CPU from 2010 or later (Westmere and newer have EPT and unrestricted guest).", evidence)
     if ept_param is False or ug_param is False:
         off = [name for name, value in (("ept", ept_param), ("unrestricted_guest", ug_param)) if value is False]
@@ -336,19 +336,19 @@ def _intel_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], Optional[bool], str, 
     features = cpu.vmx_features
     if features is not None:
         line = cpu.line("vmx flags") or ""
-        return "ept" in features, "unrestricted_guest" in features, "the `vmx flags` line (Linux 5.9+) shows", [line]
+        return "ept" in features, "unrestricted_guest" in features, "the `vmx flags` line (Linux 5.9+)", [line]
     flags = cpu.flags
     line = _flags_line(cpu) or ""
     shown = [name for name in VMX_FEATURES_IN_FLAGS + ("ept",) if name in flags]
     if "ept" in flags:
         return True, None, "`ept` in the flags line, where kernels before 5.9 name VMX features", [line]
     if shown:
-        return False, False, (f"the flags line names VMX features ({', '.join(shown)}) but not `ept` "
-                              "(and unrestricted guest needs EPT)"), [line]
+        return False, False, (f"the flags line naming VMX features ({', '.join(shown)}) but not `ept`, "
+                              "which unrestricted guest needs"), [line]
     markers = [name for name in NEWER_KERNEL_MARKERS if name in flags]
     if markers:
-        return False, False, (f"the flags line of a kernel that names VMX features (`{markers[0]}` shows Linux 4.12+) names none "
-                              "(and unrestricted guest needs EPT)"), [line]
+        return False, False, (f"a flags line without VMX features from a kernel that names them (`{markers[0]}`: Linux 4.12+); "
+                              "unrestricted guest needs EPT"), [line]
     return None, None, "this kernel names no VMX features in /proc/cpuinfo (older kernels did not)", [line] if line else []
 
 
@@ -360,7 +360,7 @@ def _amd_mmu(facts: Facts, policy: Policy) -> Outcome:
     evidence = {"cpu_npt": hw_npt, "kvm_amd_npt": npt_param, "basis": basis, "cpuinfo_lines": lines}
     must = policy.target is Target.WORKSTATION
     if hw_npt is False:
-        return warn_or_fail(must, f"the CPU lacks nested page tables (NPT/RVI), as {basis}: guests run with shadow paging, slowly",
+        return warn_or_fail(must, f"the CPU lacks nested page tables (NPT/RVI), shown by {basis}; guests run with shadow paging, slowly",
                             "Use an AMD CPU with RVI (Barcelona, 2007, or newer).", evidence)
     if npt_param is False:
         if hw_npt is None:
@@ -382,10 +382,10 @@ def _amd_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], str, List[str]]:
         return True, "`npt` in the flags line", [line]
     shown = [name for name in SVM_FEATURES_IN_FLAGS if name in flags]
     if shown:
-        return False, f"the flags line names SVM features ({', '.join(shown)}) but not `npt`", [line]
+        return False, f"the flags line naming SVM features ({', '.join(shown)}) but not `npt`", [line]
     markers = [name for name in NEWER_KERNEL_MARKERS if name in flags]
     if markers:
-        return False, f"the flags line has no `npt`, and `{markers[0]}` shows a kernel newer than the SVM feature names", [line]
+        return False, f"a flags line without `npt` from a kernel newer than the SVM feature names (`{markers[0]}`)", [line]
     return None, "this kernel names none of AMD's SVM features (npt, lbrv, svm_lock, nrip_save; older kernels did not)", [line] if line else []
 
 
