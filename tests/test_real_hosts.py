@@ -489,7 +489,7 @@ ARCH_AND_HYPERVISOR = {
     "lkml2003-alpha": ("alpha", 64, None, None),
     "lkml2003-parisc64-a500": ("parisc", None, None, None),  # PA-RISC 2.0 runs either kernel
     "lscpu-ppc-qemu": ("ppc", 32, "qemu", None),
-    "lkml2003-s390-redhat-2.4.9": ("s390", None, "unknown", None),  # 2.4 prints no features line
+    "lkml2003-s390-redhat-2.4.9": ("s390", None, None, None),  # 2.4 prints no features line; a 9672 could run without PR/SM
     "ansible-armv7-rev3-8cpu": ("armv7l", 32, None, None),
     "pycpuinfo-armv6l-raspberry-pi-b": ("armv6l", 32, None, None),
     "lscpu-rv64-visionfive2": ("riscv64", 64, None, None),

@@ -97,6 +97,14 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
         return unreadable(f"whether this is a VM (no other source names a hypervisor{also})", "/proc/cpuinfo", cpu.error, evidence)
     if facts.arch.is_x86 and cpu.flag_lines == 0:
         return errored("cannot tell whether this is a VM: /proc/cpuinfo has no flags line, where x86 shows the hypervisor flag", evidence)
+    if facts.arch.family == "s390":  # only machines from before the z990 could run without PR/SM
+        evidence["cpuinfo_lines"] = [line for line in (cpu.line("vendor_id"), cpu.line("processor 0")) if line]
+        return warned(
+            "no hypervisor found, but on IBM Z that proves nothing: this machine type could also run in an LPAR "
+            "or under z/VM, and /proc/sysinfo, which would tell, is not here",
+            "Read /proc/sysinfo on the machine.",
+            evidence,
+        )
     if unread:
         return warned(
             f"no hypervisor found, but {unread}: this may still be a VM",

@@ -389,9 +389,25 @@ def _cpuinfo(cpu: "CpuInfo") -> List[Clue]:
         # sun4v machines run Linux only on the sun4v hypervisor, in a logical domain (LDoms).
         clues.append(Clue(CPUINFO, cpu.line("type") or "type: sun4v", "ldoms"))
     elif family == "s390":
-        clues.append(Clue(CPUINFO, (cpu.line("vendor_id") or "IBM/S390") + ": Linux on IBM Z always runs in an LPAR, under z/VM or under KVM",
-                          "unknown"))
+        clues.extend(_ibm_z(cpu))
     return clues
+
+
+# IBM machine types that could still run an operating system without PR/SM ("basic mode"): S/390 G5/G6
+# (9672), Multiprise 3000 (7060), z900 (2064) and z800 (2066).  From the z990 (2084) on every image is an
+# LPAR at least.
+BASIC_MODE_MACHINES = ("9672", "7060", "2064", "2066", "2003", "9021", "9121", "9221")
+S390_MACHINE = re.compile(r"machine = ([0-9A-Fa-f]{4})")
+
+
+def _ibm_z(cpu: "CpuInfo") -> List[Clue]:
+    line = cpu.line("processor 0") or next((value for key, value in cpu.first_lines.items() if key.startswith("processor ")), "")
+    match = S390_MACHINE.search(line)
+    if match and match.group(1) in BASIC_MODE_MACHINES:
+        return []  # basic mode was possible: nothing here tells (host.hypervisor says so)
+    machine = f" (machine {match.group(1)})" if match else ""
+    return [Clue(CPUINFO, (cpu.line("vendor_id") or "vendor_id: IBM/S390") + machine
+                 + ": Linux on IBM Z from the z990 on always runs in an LPAR, under z/VM or under KVM", "unknown")]
 
 
 def _powerpc(cpu: "CpuInfo") -> List[Clue]:
