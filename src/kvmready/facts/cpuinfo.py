@@ -408,7 +408,7 @@ def _x86(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], ha
         return CpuArch("x86", 32, "i686", family + _picked(lines, *bug_keys),
                        f"`{bug_keys[0]}` is printed only by 32-bit x86 kernels (CONFIG_X86_32 in arch/x86/kernel/cpu/proc.c)")
     if has_flags and "lm" not in flags:
-        return CpuArch("x86", 32, "i686", family, "no `lm` (long mode) in the flags: this CPU cannot run a 64-bit kernel")
+        return CpuArch("x86", 32, "i686", family + _picked(lines, "flags"), "no `lm` (long mode) in the flags: this CPU cannot run a 64-bit kernel")
     if "fpu_exception" in first or "wp" in first:
         return CpuArch("x86", 64, "x86_64", family + _picked(lines, "fpu_exception", "wp"),
                        "`fpu_exception`/`wp` without `fdiv_bug`: a 64-bit x86 kernel's layout "

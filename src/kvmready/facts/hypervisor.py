@@ -382,7 +382,7 @@ def _cpuinfo(cpu: "CpuInfo") -> List[Clue]:
     if family == "x86" and cpu.flag_lines and "sse2" in cpu.flags and not {"pse", "pge"} & cpu.flags:
         # Every SSE2 CPU has PSE and PGE; Xen hides both from paravirtual guests, dom0 included
         # (xen/include/public/arch-x86/cpufeatureset.h marks them HVM-only).
-        clues.append(Clue(CPUINFO, XEN_PV_FLAGS + " (every SSE2 CPU has both)", "xen"))
+        clues.append(Clue(CPUINFO, f"{XEN_PV_FLAGS} (every SSE2 CPU has both): {cpu.line('flags') or ''}", "xen"))
     if family == "powerpc":
         clues.extend(_powerpc(cpu))
     elif family == "sparc" and cpu.value("type") == "sun4v":
