@@ -20,13 +20,16 @@ from treebuilder import (
     aarch64_machine,
     amd_desktop,
     char_node,
+    i686_kernel,
     intel_desktop,
     kvm_guest,
     kvm_node,
     lockdown_text,
     make_facts,
+    openstack_nova_guest,
     pvm_host,
     run_check,
+    without_kernel_width,
 )
 
 from kvmready import vmware_caps
@@ -82,6 +85,91 @@ def test_arch_unknown_is_an_error_not_the_analysing_machines_arch():
     result = run_check("cpu.arch", tree)
     assert result.status is Status.ERROR
     assert "cannot tell the architecture" in result.summary
+
+
+def test_arch_32_bit_kernel_on_a_64_bit_cpu_fails_for_workstation():
+    # The class the hardware-probe captures showed: `lm` in the flags, an i686 kernel running.
+    tree = i686_kernel(intel_desktop())
+    ws = run_check("cpu.arch", tree, WS)
+    assert ws.status is Status.FAIL
+    assert ws.summary.startswith("i686: a 32-bit x86 kernel")
+    assert "64-bit (x86_64/amd64) distribution" in ws.remediation and "`lm`" in ws.remediation
+    assert (ws.evidence["family"], ws.evidence["bits"]) == ("x86", 32)
+    assert ws.evidence["source"] == "/proc/sys/kernel/osrelease (suffix)"
+    assert run_check("cpu.arch", tree, KVM).status is Status.WARN
+
+
+def test_arch_32_bit_kernel_shown_by_fdiv_bug_alone():
+    tree = i686_kernel(intel_desktop()).without("/proc/sys/kernel/osrelease", "/proc/version", "/proc/modules")
+    result = run_check("cpu.arch", tree, WS)
+    assert result.status is Status.FAIL
+    assert result.evidence["source"] == "/proc/cpuinfo (format)"
+    assert any("fdiv_bug" in line for clue in result.evidence["clues"] for line in clue["lines"])
+
+
+def test_arch_x86_of_unknown_width_never_passes():
+    tree = without_kernel_width(intel_desktop())
+    ws = run_check("cpu.arch", tree, WS)
+    assert ws.status is Status.ERROR
+    assert "cannot tell whether the kernel is 32- or 64-bit" in ws.summary and "`lm`" in ws.summary
+    assert (ws.evidence["arch"], ws.evidence["bits"]) == ("x86", None)
+    assert run_check("cpu.arch", tree, KVM).status is Status.WARN
+
+
+def test_arch_x86_width_from_module_addresses():
+    tree = without_kernel_width(intel_desktop()).with_files({"/proc/modules": "kvm 1 0 - Live 0xffffffffc0780000\n"})
+    result = run_check("cpu.arch", tree, WS)
+    assert result.status is Status.PASS
+    assert result.evidence["source"] == "/proc/modules (address width)"
+
+
+def test_arch_cpuinfo_without_x86_signature_is_not_x86_not_an_error():
+    tree = intel_desktop(arch_file=False).with_files({"/proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 50.00\nCPU revision\t: 1\n"})
+    ws = run_check("cpu.arch", tree, WS)
+    assert ws.status is Status.FAIL
+    assert ws.summary.startswith("not an x86 machine")
+    assert run_check("cpu.arch", tree, KVM).status is Status.ERROR
+
+
+CPUINFOS = {
+    "ia64": "processor  : 0\nvendor     : GenuineIntel\narch       : IA-64\nfamily     : Itanium 2\n",
+    "sparc64": "cpu\t\t: TI UltraSparc IIi\ntype\t\t: sun4u\nncpus probed\t: 1\n",
+    "alpha": "cpu\t\t\t: Alpha\ncpu model\t\t: EV56\n",
+    "armv7l": "processor\t: 0\nmodel name\t: ARMv7 Processor rev 3 (v7l)\nCPU implementer\t: 0x41\nCPU architecture: 7\n",
+    "s390": "vendor_id       : IBM/S390\n# processors    : 1\nbogomips per cpu: 612.76\nfeatures\t: esan3 msa\n",
+    "mips": "cpu model\t\t: MIPS P5600 V3.0\nisa\t\t\t: mips1 mips2 mips32r1 mips32r2\nASEs implemented\t: vz msa\n",
+    "mips64-novz": "cpu model\t\t: R10000\nisa\t\t\t: mips1 mips2 mips3 mips4\nASEs implemented\t:\n",
+    "loongarch64": "processor\t\t: 0\nCPU Family\t\t: Loongson-64bit\nISA\t\t\t: loongarch32 loongarch64\nFeatures\t\t: cpucfg lam lvz\n",
+    "riscv64": "processor\t: 0\nhart\t\t: 0\nisa\t\t: rv64imafdch\nmmu\t\t: sv39\n",
+    "ppc": "processor\t: 0\ncpu\t\t: 750\nrevision\t: 2.2\nmotherboard\t: iMac MacRISC Power Macintosh\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "label", "kvm"),
+    [
+        ("ia64", "ia64", Status.FAIL),
+        ("sparc64", "sparc64", Status.FAIL),
+        ("alpha", "alpha", Status.FAIL),
+        ("armv7l", "armv7l", Status.FAIL),  # 32-bit ARM hosts lost KVM in Linux 5.7
+        ("s390", "s390", Status.FAIL),  # a 31-bit kernel (no zarch)
+        ("mips", "mips", Status.WARN),  # a 32-bit MIPS kernel with VZ
+        ("mips64-novz", "mips", Status.FAIL),  # no VZ: no KVM whatever the width
+        ("loongarch64", "loongarch64", Status.PASS),
+        ("riscv64", "riscv64", Status.PASS),
+        ("ppc", "ppc", Status.WARN),
+    ],
+)
+def test_arch_of_every_family_fails_workstation_cleanly_and_kvm_by_family(name, label, kvm):
+    tree = Tree({"/proc/cpuinfo": CPUINFOS[name]})
+    ws = run_check("cpu.arch", tree, WS)
+    assert ws.status is Status.FAIL, ws.summary
+    assert ws.summary.startswith(f"{label}:")
+    result = run_check("cpu.arch", tree, KVM)
+    assert result.status is kvm, result.summary
+    assert result.evidence["arch"] == label
+    for check_id in ("cpu.virtualization", "cpu.hardware-mmu", "cpu.firmware"):
+        assert run_check(check_id, tree, WS).status is Status.SKIP, check_id
 
 
 # --- cpu.virtualization ----------------------------------------------------------------
@@ -195,19 +283,63 @@ def test_hardware_mmu_cpu_without_ept_or_unrestricted_guest_fails_for_workstatio
     assert "shadow paging" in result.summary
 
 
-def test_hardware_mmu_without_vmx_flags_line_or_kvm_intel_cannot_confirm():
-    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=("ept",))
+OLD_KERNEL_VMX_FEATURES = ("ept", "tpr_shadow", "vnmi", "flexpriority", "vpid", "ept_ad", "cpuid")
+
+
+def test_hardware_mmu_kernel_that_names_no_vmx_features_cannot_confirm():
+    # A kernel before the VMX feature names (and without 4.12's `cpuid` flag): no `ept` proves nothing.
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=OLD_KERNEL_VMX_FEATURES)
     result = run_check("cpu.hardware-mmu", tree, WS)
     assert result.status is Status.WARN
     assert "cannot confirm" in result.summary
+    assert "names no VMX features" in result.summary
     assert "modprobe kvm_intel" in result.remediation
+    assert result.evidence["cpu_ept"] is None
+
+
+def test_hardware_mmu_pre_5_9_flags_line_with_vmx_features_but_no_ept_proves_no_ept():
+    # Core 2 under a kernel before `vmx flags`: tpr_shadow vnmi flexpriority, no ept (lkml2010-x86_64-core2-e6550).
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",), remove_flags=("ept", "vpid", "ept_ad", "cpuid"))
+    ws = run_check("cpu.hardware-mmu", tree, WS)
+    assert ws.status is Status.FAIL
+    assert "lacks EPT" in ws.summary and "tpr_shadow" in ws.summary
+    assert ws.evidence["cpu_ept"] is False
+    assert ws.evidence["cpuinfo_lines"][0].startswith("flags")
+    assert run_check("cpu.hardware-mmu", tree, KVM).status is Status.WARN
+
+
+def test_hardware_mmu_pre_5_9_ept_in_flags_line():
+    tree = intel_desktop(vmx_flags=None, modules=("kvm",))
+    result = run_check("cpu.hardware-mmu", tree, WS)
+    assert result.status is Status.WARN  # EPT yes; unrestricted guest unknown without `vmx flags` or kvm_intel
+    assert "VT-x with EPT" in result.summary and "cannot confirm unrestricted guest" in result.summary
+    assert run_check("cpu.hardware-mmu", intel_desktop(vmx_flags=None), WS).status is Status.PASS  # kvm_intel says Y
+
+
+def test_hardware_mmu_amd_old_kernel_without_svm_features_cannot_confirm():
+    old = ("npt", "lbrv", "svm_lock", "nrip_save", "tsc_scale", "vmcb_clean", "flushbyasid", "decodeassists",
+           "pausefilter", "pfthreshold", "avic", "v_vmsave_vmload", "vgif", "cpuid")
+    result = run_check("cpu.hardware-mmu", amd_desktop(modules=("kvm",), remove_flags=old), WS)
+    assert result.status is Status.WARN
+    assert "cannot confirm nested page tables" in result.summary
+    assert result.evidence["cpu_npt"] is None
+
+
+def test_hardware_mmu_amd_k8_without_svm_features_on_a_newer_kernel_lacks_npt():
+    # Opteron 2216 (K8 rev F) under RHEL 7: svm, no SVM features at all, but `vmmcall` dates the kernel.
+    old = ("npt", "lbrv", "svm_lock", "nrip_save", "tsc_scale", "vmcb_clean", "flushbyasid", "decodeassists",
+           "pausefilter", "pfthreshold", "avic", "v_vmsave_vmload", "vgif", "cpuid")
+    result = run_check("cpu.hardware-mmu", amd_desktop(modules=("kvm",), remove_flags=old, add_flags=("vmmcall",)), WS)
+    assert result.status is Status.FAIL
+    assert "vmmcall" in result.summary
 
 
 def test_hardware_mmu_amd_npt_passes():
     result = run_check("cpu.hardware-mmu", amd_desktop())
     assert result.status is Status.PASS
     assert "NPT" in result.summary
-    assert result.evidence == {"cpu_npt": True, "kvm_amd_npt": True}
+    assert {key: result.evidence[key] for key in ("cpu_npt", "kvm_amd_npt")} == {"cpu_npt": True, "kvm_amd_npt": True}
+    assert result.evidence["basis"] == "`npt` in the flags line"
 
 
 def test_hardware_mmu_kvm_amd_npt_0_fails_for_workstation_warns_for_kvm():
@@ -857,7 +989,7 @@ def test_hypervisor_guest_with_vmx_exposed_warns():
     assert result.status is Status.WARN
     assert "a VM under kvm with VT-x/AMD-V exposed" in result.summary
     assert result.evidence["nested_exposed"] is True
-    assert {"source": "cpuid 0x40000000", "value": "KVMKVMKVM", "suggests": "kvm"} in result.evidence["clues"]
+    assert {"source": "cpuid 0x40000000", "value": "KVMKVMKVM", "suggests": "kvm", "vendor": None} in result.evidence["clues"]
 
 
 def test_hypervisor_guest_without_vmx_fails_for_workstation_and_warns_for_kvm():
@@ -904,6 +1036,57 @@ def test_hypervisor_xen_dom0_fails_even_for_kvm():
         assert "without Xen" in result.remediation
         assert result.evidence["xen_role"] == "dom0"
     assert run_check("host.hypervisor", tree, KVM).severity is Severity.RECOMMENDED
+
+
+def test_hypervisor_names_the_vendor_beside_the_hypervisor_and_its_advice():
+    tree = kvm_guest(nested=False, dmi={"sys_vendor": "Amazon EC2", "product_name": "c5.large", "bios_vendor": "Amazon EC2"})
+    result = run_check("host.hypervisor", tree, WS)
+    assert result.status is Status.FAIL
+    assert "a VM under kvm (amazon)" in result.summary
+    assert "metal" in result.remediation  # EC2's own answer, not the generic KVM one
+    assert (result.evidence["hypervisor"], result.evidence["vendor"]) == ("kvm", "amazon")
+
+
+def test_hypervisor_dmi_alone_names_a_guest_and_never_says_bare_metal():
+    result = run_check("host.hypervisor", openstack_nova_guest(), WS)
+    assert result.status is Status.ERROR  # no cpuinfo: whether VT-x is exposed cannot be read
+    assert "bare metal" not in result.summary
+    assert (result.evidence["hypervisor"], result.evidence["vendor"]) == ("kvm", "openstack")
+    assert {"source": "/sys/class/dmi/id/product_name", "value": "OpenStack Nova", "suggests": "kvm", "vendor": "openstack"} in result.evidence["clues"]
+
+
+S390_FEATURES = "vendor_id       : IBM/S390\n# processors    : 2\nbogomips per cpu: 3033.00\nfeatures        : esan3 zarch stfle msa ldisp eimm dfp edat etf3eh highgprs te vx sie\n"
+
+
+def test_hypervisor_ibm_z_lpar_is_first_level_not_bare_metal():
+    tree = Tree({"/proc/cpuinfo": S390_FEATURES, "/proc/sysinfo": "Manufacturer: IBM\nType: 2964\nLPAR Number: 21\nLPAR Name: LP21\n"})
+    for target in (WS, KVM):
+        result = run_check("host.hypervisor", tree, target)
+        assert result.status is Status.PASS
+        assert "LPAR" in result.summary and "bare metal" not in result.summary
+        assert (result.evidence["hypervisor"], result.evidence["vendor"]) == ("lpar", "ibm")
+
+
+def test_hypervisor_ibm_z_without_sysinfo_is_some_hypervisor():
+    result = run_check("host.hypervisor", Tree({"/proc/cpuinfo": S390_FEATURES}), KVM)
+    assert result.status is Status.WARN
+    assert "always runs under a hypervisor" in result.summary
+    assert result.evidence["hypervisor"] == "unknown"
+
+
+def test_hypervisor_sun4v_is_an_ldoms_guest():
+    tree = Tree({"/proc/cpuinfo": "cpu\t\t: UltraSparc T5 (Niagara5)\ntype\t\t: sun4v\nncpus probed\t: 24\nncpus active\t: 24\n"})
+    result = run_check("host.hypervisor", tree, WS)
+    assert result.evidence["hypervisor"] == "ldoms"
+    assert result.status is Status.FAIL and "bare metal" not in result.summary
+
+
+def test_hypervisor_qemu_cpu_model_without_hypervisor_flag_is_a_guest():
+    tree = intel_desktop(vmx=False, dmi={}, modules=("tun",)).with_files({})
+    tree["/proc/cpuinfo"] = str(tree["/proc/cpuinfo"]).replace("12th Gen Intel(R) Core(TM) i7-12700", "Intel Xeon Processor (Skylake, IBRS)")
+    result = run_check("host.hypervisor", tree, WS)
+    assert result.evidence["hypervisor"] == "qemu"
+    assert "bare metal" not in result.summary
 
 
 # --- host.distribution --------------------------------------------------------------------------------------------

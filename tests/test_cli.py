@@ -60,6 +60,7 @@ def desktop_files(cpus: int = 4, vmx: bool = True) -> dict:
     files = {
         "/proc/cpuinfo": cpuinfo_text(cpus, vmx),
         "/proc/sys/kernel/osrelease": "6.8.0-45-generic\n",
+        "/proc/sys/kernel/arch": "x86_64\n",
         "/proc/sys/kernel/hostname": "desk\n",
         "/proc/meminfo": "MemTotal:       16326656 kB\nMemAvailable:   12000000 kB\n",
         "/proc/modules": "kvm_intel 409600 0 - Live 0x0\nkvm 1388544 1 kvm_intel, Live 0x0\n",

@@ -97,16 +97,26 @@ def test_cpuinfo_svm_is_amd_v():
     assert info.vendor_name == "AMD"
 
 
-def test_cpuinfo_x86_arch_hint_from_the_lm_flag():
-    assert cpuinfo.parse(cpus(x86_block(0, X86_BASE))).arch_hint == "x86_64"
-    assert cpuinfo.parse(cpus(x86_block(0, "fpu vme de pse tsc"))).arch_hint == "i686"
+def test_cpuinfo_x86_word_size_comes_from_the_kernels_layout_never_from_lm():
+    # 64-bit kernels print fpu_exception/wp without fdiv_bug; 32-bit ones add fdiv_bug (arch/x86/kernel/cpu/proc.c).
+    sixty_four = cpuinfo.parse(cpus(x86_block(0, X86_BASE, extra="fpu_exception\t: yes\nwp\t\t: yes\n"))).arch
+    assert (sixty_four.family, sixty_four.bits, sixty_four.machine) == ("x86", 64, "x86_64")
+    assert "fpu_exception\t: yes" in sixty_four.lines
+    thirty_two = cpuinfo.parse(cpus(x86_block(0, X86_BASE, extra="fdiv_bug\t: no\nfpu_exception\t: yes\nwp\t\t: yes\n"))).arch
+    assert (thirty_two.family, thirty_two.bits, thirty_two.machine) == ("x86", 32, "i686")
+    assert "fdiv_bug\t: no" in thirty_two.lines
+    # `lm` alone: the CPU could run a 64-bit kernel; which kernel runs is unknown.
+    unknown = cpuinfo.parse(cpus(x86_block(0, X86_BASE))).arch
+    assert (unknown.family, unknown.bits, unknown.machine) == ("x86", None, None)
+    # Without lm the CPU cannot run a 64-bit kernel at all.
+    assert cpuinfo.parse(cpus(x86_block(0, "fpu vme de pse tsc"))).arch.bits == 32
 
 
 def test_cpuinfo_s390_header_block():
     info = cpuinfo.parse(S390_CPUINFO)
     assert info.vendor == "IBM/S390"
     assert info.logical_cpus == 3  # from `# processors`, not the per-CPU lines
-    assert info.arch_hint == "s390x"
+    assert (info.arch.family, info.arch.bits, info.arch.machine) == ("s390", 64, "s390x")  # `zarch`
     assert "sie" in info.flags
     assert info.virtualization == "sie"
     assert info.error is None
@@ -119,7 +129,7 @@ def test_cpuinfo_s390_without_sie_has_no_virtualization():
 
 def test_cpuinfo_aarch64():
     info = cpuinfo.parse(AARCH64_CPUINFO)
-    assert info.arch_hint == "aarch64"
+    assert (info.arch.family, info.arch.bits, info.arch.machine) == ("arm", 64, "aarch64")
     assert info.vendor == "ARM"
     assert info.logical_cpus == 2
     assert info.flags == frozenset({"fp", "asimd", "evtstrm", "aes", "sve"})
@@ -129,8 +139,11 @@ def test_cpuinfo_aarch64():
 def test_cpuinfo_armv7_and_unknown_implementer():
     text = AARCH64_CPUINFO.replace("CPU architecture: 8", "CPU architecture: 7").replace("0x41", "0x99")
     info = cpuinfo.parse(text)
-    assert info.arch_hint == "armv7l"
+    # A 32-bit ARM kernel; without the `(v7l)` platform the exact machine name stays unknown (ARM1176 says 7 too).
+    assert (info.arch.family, info.arch.bits, info.arch.machine) == ("arm", 32, None)
     assert info.vendor == "ARM implementer 0x99"
+    named = cpuinfo.parse(text.replace("processor\t: 0\n", "processor\t: 0\nmodel name\t: ARMv7 Processor rev 3 (v7l)\n", 1))
+    assert named.arch.machine == "armv7l"
 
 
 def test_cpuinfo_counts_garbage_lines_and_keeps_the_rest():
@@ -215,28 +228,45 @@ def test_cmdline_params_normalise_module_names():
 
 
 # -- architecture --------------------------------------------------------------------------------------
+X86_64_LAYOUT = cpuinfo.CpuArch("x86", 64, "x86_64", ("fpu_exception\t: yes",), "layout")
+X86_UNKNOWN = cpuinfo.CpuArch("x86", None, None, ("vendor_id\t: GenuineIntel",), "no misc lines")
+S390_LAYOUT = cpuinfo.CpuArch("s390", 64, "s390x", ("features\t: zarch",), "zarch")
+
+
 def test_arch_sysctl_wins_over_everything():
     host = MemoryHost({"/proc/sys/kernel/arch": b"aarch64\n"})
-    arch = kernel.detect_arch(host, "x86_64", "6.8.0-1.x86_64")
-    assert (arch.name, arch.source) == ("aarch64", "/proc/sys/kernel/arch")
+    arch = kernel.detect_arch(host, X86_64_LAYOUT, "6.8.0-1.x86_64")
+    assert (arch.name, arch.source, arch.family, arch.bits) == ("aarch64", "/proc/sys/kernel/arch", "arm", 64)
 
 
 def test_arch_sysctl_aliases_are_normalised():
     arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"amd64\n"}), None, None)
-    assert arch.name == "x86_64"
+    assert arch.name == "x86_64" and arch.label == "x86_64"
 
 
 def test_arch_unknown_sysctl_value_falls_through_to_cpuinfo():
-    arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"banana\n"}), "s390x", None)
+    arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"banana\n"}), S390_LAYOUT, None)
     assert (arch.name, arch.source) == ("s390x", "/proc/cpuinfo (format)")
+    assert arch.clues[0].used is False
 
 
-def test_arch_cpuinfo_format_wins_over_the_release_suffix():
-    arch = kernel.detect_arch(MemoryHost({}), "x86_64", "5.14.0-427.el9.aarch64")
+def test_arch_cpuinfo_family_wins_over_a_contradicting_release_suffix():
+    arch = kernel.detect_arch(MemoryHost({}), X86_64_LAYOUT, "5.14.0-427.el9.aarch64")
     assert arch.name == "x86_64"
+    assert [clue.used for clue in arch.clues] == [False, True]
 
 
-def test_arch_from_the_release_suffix_last():
+def test_arch_release_suffix_names_the_kernel_when_cpuinfo_cannot():
+    arch = kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "4.19.0-6-686-pae")
+    assert (arch.name, arch.bits, arch.source) == ("i686", 32, "/proc/sys/kernel/osrelease (suffix)")
+    assert kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "6.1.0-18-amd64").name == "x86_64"
+    assert kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "2.6.18-238.el5PAE").name == "i686"
+    assert kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "3.2.0-4-generic-pae").name == "i686"
+    # Patch levels are not flavours: 4.4.486 says nothing.
+    assert kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "4.4.486").name is None
+
+
+def test_arch_from_the_release_suffix_without_cpuinfo():
     arch = kernel.detect_arch(MemoryHost({}), None, "5.14.0-427.13.1.el9_4.aarch64")
     assert (arch.name, arch.source) == ("aarch64", "/proc/sys/kernel/osrelease (suffix)")
     assert kernel.detect_arch(MemoryHost({}), None, "6.1.0-18-arm64").name == "aarch64"
@@ -244,8 +274,63 @@ def test_arch_from_the_release_suffix_last():
 
 def test_arch_unknown_in_a_tree_is_none_never_the_analysing_machine():
     arch = kernel.detect_arch(MemoryHost({}), None, "6.8.0-45-generic")
-    assert arch.name is None and arch.source is None
+    assert arch.name is None and arch.source is None and arch.family is None
     assert "neither" in arch.error
+
+
+def test_arch_x86_of_unknown_width_is_the_family_x86():
+    arch = kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, "6.8.0-45-generic")
+    assert (arch.name, arch.family, arch.bits, arch.label) == (None, "x86", None, "x86")
+    assert arch.is_x86 and not arch.known_not_x86
+
+
+def test_arch_width_from_proc_modules_addresses():
+    arch = kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, None, module_bits=lambda: (32, "kvm 1 0 - Live 0xf8a5e000"))
+    assert (arch.name, arch.bits, arch.source) == ("i686", 32, "/proc/modules (address width)")
+    assert arch.clues[-1].lines == ("kvm 1 0 - Live 0xf8a5e000",)
+
+
+def test_arch_highmem_means_a_32_bit_kernel():
+    arch = kernel.detect_arch(MemoryHost({}), X86_UNKNOWN, None, module_bits=lambda: None, highmem=lambda: True)
+    assert (arch.name, arch.bits) == ("i686", 32)
+
+
+def elf_header(ei_class: int, little: bool, machine: int) -> bytes:
+    order = "little" if little else "big"
+    return b"\x7fELF" + bytes([ei_class, 1 if little else 2, 1]) + bytes(11) + (3).to_bytes(2, order) + machine.to_bytes(2, order) + bytes(44)
+
+
+def test_arch_from_the_vdso_elf_class_widest_wins():
+    release = "4.19.0-6-generic"
+    host = MemoryHost({
+        f"/lib/modules/{release}/vdso/vdso32.so": elf_header(1, True, 3),
+        f"/lib/modules/{release}/vdso/vdso64.so": elf_header(2, True, 62),
+    })
+    arch = kernel.detect_arch(host, X86_UNKNOWN, release)
+    assert (arch.name, arch.bits) == ("x86_64", 64)
+    assert arch.source == f"/lib/modules/{release}/vdso (ELF class)"
+    only32 = MemoryHost({f"/lib/modules/{release}/vdso/vdso32.so": elf_header(1, True, 3)})
+    assert kernel.detect_arch(only32, X86_UNKNOWN, release).name == "i686"
+
+
+def test_arch_ppc64_byte_order():
+    layout = cpuinfo.CpuArch("powerpc", 64, None, ("platform\t: pSeries",), "pSeries")
+    assert kernel.detect_arch(MemoryHost({}), layout, None).label == "powerpc"
+    assert kernel.detect_arch(MemoryHost({"/sys/kernel/cpu_byteorder": b"little\n"}), layout, None).name == "ppc64le"
+    assert kernel.detect_arch(MemoryHost({"/sys/kernel/cpu_byteorder": b"big\n"}), layout, None).name == "ppc64"
+
+
+def test_arch_from_interfaces_only_one_kernel_has():
+    assert kernel.detect_arch(MemoryHost({"/dev/mdesc": b""}), None, None).name == "sparc64"
+    s390 = kernel.detect_arch(MemoryHost({"/proc/sysinfo": b"Manufacturer: IBM\n"}), None, None)
+    assert (s390.family, s390.bits, s390.label) == ("s390", None, "s390")
+
+
+def test_arch_of_a_cpuinfo_without_x86_signature_is_not_x86():
+    layout = cpuinfo.parse("processor\t: 0\nBogoMIPS\t: 100.00\nsomething\t: else\n").arch
+    assert layout.family is None and layout.not_x86
+    arch = kernel.detect_arch(MemoryHost({}), layout, None)
+    assert arch.known_not_x86 and not arch.is_x86 and arch.label is None
 
 
 def test_facts_arch_uses_the_trees_cpuinfo_format():
@@ -253,6 +338,14 @@ def test_facts_arch_uses_the_trees_cpuinfo_format():
     assert facts.arch.name == "s390x"
     facts = Facts(MemoryHost({"/proc/cpuinfo": AARCH64_CPUINFO.encode(), "/proc/sys/kernel/osrelease": b"6.1.0-1.x86_64\n"}))
     assert facts.arch.name == "aarch64"
+
+
+def test_facts_arch_reads_module_addresses_only_when_needed():
+    x86 = cpus(x86_block(0, X86_BASE))
+    facts = Facts(MemoryHost({"/proc/cpuinfo": x86.encode(), "/proc/modules": b"kvm 1 0 - Live 0xffffffffc0780000\n"}))
+    assert (facts.arch.name, facts.arch.source) == ("x86_64", "/proc/modules (address width)")
+    facts = Facts(MemoryHost({"/proc/cpuinfo": x86.encode(), "/proc/meminfo": b"MemTotal: 1 kB\nHighTotal: 1 kB\n"}))
+    assert facts.arch.name == "i686"
 
 
 # -- modules ---------------------------------------------------------------------------------------------
@@ -473,14 +566,43 @@ def test_bare_metal_without_any_clue():
         ("Microsoft Corporation", "Virtual Machine", "hyperv"),
         ("Xen", "HVM domU", "xen"),
         ("Parallels Software International Inc.", "Parallels Virtual Platform", "parallels"),
-        ("Amazon EC2", "m5.large", "amazon"),
-        ("Google", "Google Compute Engine", "google"),
+        ("Amazon EC2", "m5.large", "kvm"),
+        ("Google", "Google Compute Engine", "kvm"),
         ("OpenStack Foundation", "OpenStack Nova", "kvm"),
+        ("Alibaba Cloud", "Alibaba Cloud ECS", "kvm"),
+        ("Nutanix", "AHV", "kvm"),
+        ("Red Hat", "RHEV Hypervisor", "kvm"),
+        ("oVirt", "oVirt Node", "kvm"),
+        ("QEMU", "KVM Virtual Machine", "kvm"),
+        ("Red Hat", "HVM domU", "unknown"),
     ],
 )
 def test_dmi_names_the_hypervisor(vendor, product, name):
     info = detect({f"{DMI}/sys_vendor": vendor + "\n", f"{DMI}/product_name": product + "\n"})
     assert info.name == name
+
+
+@pytest.mark.parametrize(
+    ("files", "name", "vendor"),
+    [
+        ({"sys_vendor": "Amazon EC2", "product_name": "c5.large"}, "kvm", "amazon"),
+        ({"sys_vendor": "Xen", "product_name": "HVM domU", "product_version": "4.2.amazon"}, "xen", "amazon"),
+        ({"sys_vendor": "Google", "product_name": "Google Compute Engine"}, "kvm", "google"),
+        ({"sys_vendor": "Alibaba Cloud", "product_name": "Alibaba Cloud ECS", "product_version": "pc-i440fx-2.1"}, "kvm", "alibaba"),
+        ({"sys_vendor": "Nutanix", "product_name": "AHV", "chassis_vendor": "Red Hat"}, "kvm", "nutanix"),
+        ({"sys_vendor": "Red Hat", "product_name": "RHEV Hypervisor"}, "kvm", "redhat"),
+        ({"sys_vendor": "OpenStack Foundation", "product_name": "OpenStack Nova", "chassis_vendor": "QEMU"}, "kvm", "openstack"),
+        ({"sys_vendor": "Microsoft Corporation", "product_name": "Virtual Machine"}, "hyperv", "microsoft"),
+        ({"sys_vendor": "innotek GmbH", "product_name": "VirtualBox"}, "virtualbox", "oracle"),
+        ({"sys_vendor": "QEMU", "product_name": "Standard PC (Q35 + ICH9, 2009)"}, "qemu", None),
+        ({"sys_vendor": "Dell Inc.", "product_name": "PowerEdge R640"}, None, None),
+        ({"sys_vendor": "Nutanix", "product_name": "NX-3060-G6"}, None, None),  # Nutanix hardware: no AHV, no VM
+        ({"sys_vendor": "Google", "product_name": "Eve"}, None, None),  # a Pixelbook
+    ],
+)
+def test_dmi_names_the_vendor_beside_the_hypervisor(files, name, vendor):
+    info = detect({f"{DMI}/{field}": value + "\n" for field, value in files.items()})
+    assert (info.name, info.vendor) == (name, vendor)
 
 
 def test_ec2_metal_is_bare_metal_even_with_the_hypervisor_flag_absent_or_present():
@@ -528,17 +650,94 @@ def test_proc_sysinfo_control_program(program, name):
     assert info.name == name
 
 
-def test_proc_sysinfo_lpar_only_is_not_a_vm():
+def test_proc_sysinfo_lpar_only_is_an_lpar_under_pr_sm_never_bare_metal():
     info = detect({"/proc/sysinfo": SYSINFO_LPAR})
-    assert info.name is None
-    assert info.clues[0].suggests is None
+    assert (info.name, info.vendor) == ("lpar", "ibm")
+    assert info.clues[0].value == "LPAR Number: 41"
 
 
 def test_device_tree_hypervisor_node():
     assert detect({"/proc/device-tree/hypervisor/compatible": b"linux,kvm\x00"}).name == "kvm"
     assert detect({"/proc/device-tree/hypervisor/compatible": b"xen,xen-4.17\x00xen,xen\x00"}).name == "xen"
-    assert detect({"/proc/device-tree/compatible": b"linux,dummy-virt\x00"}).name == "qemu"
-    assert detect({"/proc/device-tree/compatible": b"qemu,pseries\x00"}).name == "kvm"
+    esx = detect({"/proc/device-tree/hypervisor/compatible": b"vmware\x00"})
+    assert (esx.name, esx.vendor) == ("vmware", "vmware")
+    # systemd: qemu,pseries without a hypervisor node is QEMU (TCG); with linux,kvm it is KVM.
+    assert detect({"/proc/device-tree/compatible": b"qemu,pseries\x00"}).name == "qemu"
+    assert detect({"/proc/device-tree/compatible": b"qemu,pseries\x00", "/proc/device-tree/hypervisor/compatible": b"linux,kvm\x00"}).name == "kvm"
+
+
+def test_device_tree_dummy_virt_is_qemu_with_fw_cfg_and_kvmtool_without():
+    qemu = detect({"/proc/device-tree/compatible": b"linux,dummy-virt\x00", "/proc/device-tree/fw-cfg@9020000/compatible": b"qemu,fw-cfg-mmio\x00"})
+    assert qemu.name == "qemu"
+    kvmtool = detect({"/proc/device-tree/compatible": b"linux,dummy-virt\x00"})
+    assert (kvmtool.name, kvmtool.vendor) == ("kvm", "kvmtool")
+    assert detect({"/proc/device-tree/fw-cfg@9020000/compatible": b"qemu,fw-cfg-mmio\x00"}).name == "qemu"
+
+
+def test_device_tree_powervm_partition_properties():
+    info = detect({"/proc/device-tree/ibm,partition-name": b"lp1\x00", "/proc/device-tree/hmc-managed?": b""})
+    assert (info.name, info.vendor) == ("powervm", "ibm")
+
+
+def test_xenbus_names_xen():
+    info = detect({"/sys/bus/xen/drivers/vbd/bind": b""})
+    assert info.name == "xen"
+
+
+def detect_cpu(text, **files):
+    info = cpuinfo.parse(text)
+    host = MemoryHost({path: data.encode() for path, data in files.items()})
+    return hypervisor.collect(host, "hypervisor" in info.flags, None, cpu=info)
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ("QEMU Virtual CPU version 2.5+", "qemu"),
+        ("Common KVM processor", "kvm"),
+        ("Intel Xeon Processor (Skylake, IBRS)", "qemu"),
+        ("Intel Celeron_4x0 (Conroe/Merom Class Core 2)", "qemu"),
+        ("AMD EPYC-Rome Processor", "qemu"),
+        ("Intel(R) Xeon(R) CPU E5-2680 v2 @ 2.80GHz", None),
+        ("AMD EPYC 7451 24-Core Processor", None),
+    ],
+)
+def test_virtual_cpu_model_names_a_guest_even_without_the_hypervisor_flag(model, name):
+    text = cpus(x86_block(0, X86_BASE + " sse2 pge").replace("Test CPU @ 3.00GHz", model))
+    info = detect_cpu(text)
+    assert info.name == name
+    if name:
+        assert any(clue.value == f"model name\t: {model}" for clue in info.clues)
+
+
+PSERIES = "processor\t: 0\ncpu\t\t: POWER8E (raw), altivec supported\nplatform\t: pSeries\nmodel\t\t: {model}\nmachine\t\t: CHRP {model}\n"
+
+
+def test_pseries_emulated_by_qemu_is_qemu_and_a_powervm_partition_otherwise():
+    qemu = detect_cpu(PSERIES.format(model="IBM pSeries (emulated by qemu)"), **{"/proc/ppc64/lparcfg": "serial_number=1\n"})
+    assert qemu.name == "qemu"  # QEMU's pseries machine has an lparcfg too; the weaker powervm clue gives way
+    powervm = detect_cpu(PSERIES.format(model="IBM,8233-E8B"))
+    assert (powervm.name, powervm.vendor) == ("powervm", "ibm")
+    powernv = detect_cpu("processor\t: 0\ncpu\t\t: POWER8E (raw)\nplatform\t: PowerNV\nmodel\t\t: 8247-22L\n")
+    assert powernv.name is None
+
+
+def test_sun4v_is_an_ldoms_guest_and_sun4u_is_not():
+    assert detect_cpu("cpu\t\t: UltraSparc T5 (Niagara5)\ntype\t\t: sun4v\nncpus probed\t: 24\n").name == "ldoms"
+    assert detect_cpu("cpu\t\t: TI UltraSparc IIi\ntype\t\t: sun4u\nncpus probed\t: 1\n").name is None
+
+
+def test_s390_without_sysinfo_is_under_some_hypervisor():
+    info = detect_cpu(S390_CPUINFO)
+    assert info.name == "unknown"
+    assert detect_cpu(S390_CPUINFO, **{"/proc/sysinfo": SYSINFO_LPAR}).name == "lpar"
+
+
+def test_xen_pv_hides_pse_and_pge():
+    info = detect_cpu(cpus(x86_block(0, "fpu tsc msr pae cx8 apic cmov pat clflush mmx fxsr sse sse2 syscall nx lm vmx")))
+    assert info.name == "xen"
+    assert info.xen_guest_type == "PV"
+    assert detect_cpu(cpus(x86_block(0, "fpu pse tsc msr pae pge sse sse2 lm"))).name is None
 
 
 CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
@@ -571,7 +770,8 @@ def test_virtual_pci_ids():
 
 @pytest.mark.parametrize(
     ("signature", "name"),
-    [("KVMKVMKVM\x00\x00\x00", "kvm"), ("Microsoft Hv", "hyperv"), ("VMwareVMware", "vmware"), ("Whatever", "unknown")],
+    [("KVMKVMKVM\x00\x00\x00", "kvm"), ("Microsoft Hv", "hyperv"), ("VMwareVMware", "vmware"), ("Whatever", "unknown"),
+     ("LKVMLKVMLKVM", "kvm"), ("OpenBSDVMM58", "vmm"), ("Linux KVM Hv", "kvm")],
 )
 def test_cpuid_signature(signature, name):
     info = detect({}, cpuid=signature)

@@ -41,6 +41,40 @@ EXPECTED_HOSTS = {
     "virtwhat-esx4.1",
     "virtwhat-hyperv",
     "virtwhat-rhel5-xen-domU-pv",
+    # issue 13: real hosts whose architecture, kernel width, EPT/NPT or hypervisor other tools recorded
+    "ansible-armv7-rev3-8cpu",
+    "ansible-sparc-t5-debian-ldom-24vcpu",
+    "ansible-x86_64-4cpu",
+    "ansible-x86_64-8cpu",
+    "lkml2003-alpha",
+    "lkml2003-parisc64-a500",
+    "lkml2003-s390-redhat-2.4.9",
+    "lkml2010-x86_64-core2-e6550",
+    "lscpu-loongarch-kvm_on_loongson_3c6000",
+    "lscpu-loongarch-loongson_3a5000_hv",
+    "lscpu-old-i386-xenpara",
+    "lscpu-old-ia64-hprx1620",
+    "lscpu-old-x86_64-hpdl585",
+    "lscpu-ppc-qemu",
+    "lscpu-ppc64-POWER7-64cpu",
+    "lscpu-rv64-visionfive2",
+    "lscpu-s390-lpar",
+    "lscpu-s390-zvm",
+    "pycpuinfo-armv6l-raspberry-pi-b",
+    "pycpuinfo-mips64el-loongson3a3000",
+    "pycpuinfo-ppc64le-fedora24",
+    "pycpuinfo-s390x-fedora5",
+    "ubuntuforums-i686-core2-e8400",
+    "virtwhat-alibaba-cloud-x86",
+    "virtwhat-aws-baremetal-x86",
+    "virtwhat-aws-kvm-x86",
+    "virtwhat-esx-arm",
+    "virtwhat-kvm",
+    "virtwhat-lkvm-arm",
+    "virtwhat-nutanix-ahv",
+    "virtwhat-ppc64-baremetal",
+    "virtwhat-qemu-arm",
+    "virtwhat-rhev",
 }
 CASES = [(host, target) for host in HOSTS for target in TARGETS]
 
@@ -269,7 +303,7 @@ def test_virtualbox_guest_is_named_by_its_pci_devices():
     data = report("lscpu-vbox-win", "workstation")
     assert data["host"]["hypervisor"] == "virtualbox"
     clues = check_of(data, "host.hypervisor")["evidence"]["clues"]
-    assert {"source": "/proc/bus/pci/devices", "value": "80eebeef", "suggests": "virtualbox"} in clues
+    assert {"source": "/proc/bus/pci/devices", "value": "80eebeef", "suggests": "virtualbox", "vendor": None} in clues
     assert check_of(data, "cpu.virtualization")["status"] == "fail"
     assert "virtualbox" in check_of(data, "cpu.virtualization")["summary"]
     assert status("lscpu-vbox-win", "kvm", "cpu.virtualization") == "warn"
@@ -372,7 +406,7 @@ def test_s390_kvm_guest_is_named_by_sysinfo():
     data = report(S390, "kvm")
     assert data["host"]["hypervisor"] == "kvm"
     clues = check_of(data, "host.hypervisor")["evidence"]["clues"]
-    assert {"source": "/proc/sysinfo", "value": "KVM/Linux", "suggests": "kvm"} in clues
+    assert {"source": "/proc/sysinfo", "value": "KVM/Linux", "suggests": "kvm", "vendor": None} in clues
     assert data["host"]["cpu"]["vendor"] == "IBM/S390"
     assert data["host"]["cpu"]["logical_cpus"] == 3
 
@@ -417,3 +451,142 @@ def test_one_cpu_is_singular_in_the_warning():
     check = check_of(report("virtwhat-esx4.1", "kvm"), "resources.cpus")
     assert check["status"] == "warn"
     assert check["summary"].startswith("1 logical CPU;")
+
+
+# -- issue 13: the two invariants, over every fixture ------------------------------------------------
+@pytest.mark.parametrize(("host", "target"), CASES)
+def test_no_cpu_arch_pass_while_the_kernels_word_size_is_unknown(host, target):
+    data = report(host, target)
+    check = check_of(data, "cpu.arch")
+    if check["evidence"].get("bits") is None:
+        assert check["status"] != "pass", check["summary"]
+    if data["host"]["arch"] == "x86":
+        assert check["status"] != "pass"
+    if check["status"] == "pass" and target == "workstation":
+        assert data["host"]["arch"] == "x86_64" and check["evidence"]["bits"] == 64
+
+
+@pytest.mark.parametrize(("host", "target"), CASES)
+def test_no_bare_metal_where_any_evidence_names_a_hypervisor(host, target):
+    data = report(host, target)
+    check = check_of(data, "host.hypervisor")
+    suggested = [clue for clue in check["evidence"]["clues"] if clue["suggests"] is not None]
+    if suggested:
+        assert data["host"]["hypervisor"] is not None, suggested
+        assert "bare metal" not in check["summary"], (check["summary"], suggested)
+    if data["host"]["hypervisor"] is None:
+        assert data["host"]["hypervisor_vendor"] is None
+
+
+# -- issue 13: what each class must come out as (the recorded answer of another tool in _capture/oracle.md) ----
+# host -> (host.arch, bits, hypervisor, vendor)
+ARCH_AND_HYPERVISOR = {
+    # class 1: the architecture from cpuinfo alone
+    "lscpu-old-ia64-hprx1620": ("ia64", 64, None, None),
+    "ansible-sparc-t5-debian-ldom-24vcpu": ("sparc64", 64, "ldoms", None),
+    "lscpu-loongarch-loongson_3a5000_hv": ("loongarch64", 64, None, None),
+    "lscpu-loongarch-kvm_on_loongson_3c6000": ("loongarch64", 64, "qemu", None),
+    "pycpuinfo-mips64el-loongson3a3000": ("mips", None, None, None),  # cpuinfo shows the CPU's ISAs, not the kernel's width
+    "lkml2003-alpha": ("alpha", 64, None, None),
+    "lkml2003-parisc64-a500": ("parisc", None, None, None),  # PA-RISC 2.0 runs either kernel
+    "lscpu-ppc-qemu": ("ppc", 32, "qemu", None),
+    "lkml2003-s390-redhat-2.4.9": ("s390", None, None, None),  # 2.4 prints no features line; a 9672 could run without PR/SM
+    "ansible-armv7-rev3-8cpu": ("armv7l", 32, None, None),
+    "pycpuinfo-armv6l-raspberry-pi-b": ("armv6l", 32, None, None),
+    "lscpu-rv64-visionfive2": ("riscv64", 64, None, None),
+    # class 2: a 64-bit-capable CPU under a 32-bit kernel
+    "ubuntuforums-i686-core2-e8400": ("i686", 32, None, None),
+    "lscpu-old-i386-xenpara": ("i686", 32, "xen", None),
+    # class 4: guests that look like bare metal
+    "pycpuinfo-ppc64le-fedora24": ("powerpc", 64, "qemu", None),  # byte order not in the capture
+    "lscpu-ppc64-POWER7-64cpu": ("powerpc", 64, "powervm", "ibm"),
+    "virtwhat-ppc64-baremetal": ("powerpc", 64, None, None),
+    "lscpu-s390-lpar": ("s390x", 64, "lpar", "ibm"),
+    "lscpu-s390-zvm": ("s390x", 64, "zvm", "ibm"),
+    "pycpuinfo-s390x-fedora5": ("s390x", 64, "unknown", None),
+    "virtwhat-alibaba-cloud-x86": ("x86_64", 64, "kvm", "alibaba"),
+    "virtwhat-nutanix-ahv": ("x86_64", 64, "kvm", "nutanix"),
+    "virtwhat-rhev": ("x86_64", 64, "kvm", "redhat"),
+    "virtwhat-aws-kvm-x86": ("x86_64", 64, "kvm", "amazon"),
+    "virtwhat-aws-baremetal-x86": ("x86_64", 64, None, None),
+    "virtwhat-lkvm-arm": ("aarch64", 64, "kvm", "kvmtool"),
+    "virtwhat-esx-arm": ("aarch64", 64, "vmware", "vmware"),
+    "virtwhat-qemu-arm": ("aarch64", 64, "qemu", None),
+    "virtwhat-kvm": ("x86_64", 64, "qemu", None),  # its KVM shows only in CPUID, which a tree lacks
+}
+
+
+@pytest.mark.parametrize("host", sorted(ARCH_AND_HYPERVISOR))
+def test_architecture_and_hypervisor_of_each_class(host):
+    arch, bits, hypervisor, vendor = ARCH_AND_HYPERVISOR[host]
+    data = report(host, "kvm")
+    assert data["host"]["arch"] == arch
+    assert check_of(data, "cpu.arch")["evidence"]["bits"] == bits
+    assert (data["host"]["hypervisor"], data["host"]["hypervisor_vendor"]) == (hypervisor, vendor)
+
+
+@pytest.mark.parametrize("host", sorted(ARCH_AND_HYPERVISOR))
+def test_every_non_x86_or_32_bit_host_fails_cpu_arch_cleanly_for_workstation(host):
+    check = check_of(report(host, "workstation"), "cpu.arch")
+    if ARCH_AND_HYPERVISOR[host][0] != "x86_64":
+        assert check["status"] == "fail", check["summary"]
+
+
+def test_cpuinfo_lines_that_decide_the_architecture_are_evidence():
+    clues = check_of(report("ubuntuforums-i686-core2-e8400", "workstation"), "cpu.arch")["evidence"]["clues"]
+    cpuinfo_clue = next(clue for clue in clues if clue["source"] == "/proc/cpuinfo")
+    assert any(line.startswith("fdiv_bug") for line in cpuinfo_clue["lines"])
+    assert "CONFIG_X86_32" in cpuinfo_clue["reason"]
+    s390 = check_of(report("lscpu-s390-zvm", "workstation"), "cpu.arch")["evidence"]["clues"][0]
+    assert any("zarch" in line for line in s390["lines"])
+
+
+def test_a_32_bit_kernel_with_lm_says_the_cpu_could_run_a_64_bit_one():
+    check = check_of(report("ubuntuforums-i686-core2-e8400", "workstation"), "cpu.arch")
+    assert check["status"] == "fail"
+    assert check["summary"].startswith("i686: a 32-bit x86 kernel")
+    assert "long mode" in check["remediation"]
+
+
+# class 3: host -> (cpu_ept or cpu_npt, status for workstation)
+HARDWARE_MMU = {
+    "lkml2010-x86_64-core2-e6550": ("cpu_ept", False, "fail"),  # tpr_shadow vnmi flexpriority, no ept: Core 2 has no EPT
+    "ubuntuforums-i686-core2-e8400": ("cpu_ept", False, "fail"),
+    "ansible-x86_64-8cpu": ("cpu_ept", True, "warn"),  # EPT; unrestricted guest not printed before 5.9
+    "virtwhat-aws-baremetal-x86": ("cpu_ept", True, "warn"),
+    "ansible-x86_64-4cpu": ("cpu_npt", False, "fail"),  # K8 rev F: a kernel with vmmcall would print npt
+    "lscpu-old-x86_64-hpdl585": ("cpu_npt", None, "warn"),  # Barcelona has RVI; this kernel names no SVM feature
+}
+
+
+@pytest.mark.parametrize("host", sorted(HARDWARE_MMU))
+def test_ept_and_npt_from_what_the_kernel_prints(host):
+    key, value, status = HARDWARE_MMU[host]
+    check = check_of(report(host, "workstation"), "cpu.hardware-mmu")
+    assert check["evidence"][key] is value
+    assert check["status"] == status, check["summary"]
+    assert check["evidence"]["cpuinfo_lines"] and check["evidence"]["cpuinfo_lines"][0].startswith("flags")
+    if value is None:
+        assert "cannot confirm" in check["summary"] and "lacks" not in check["summary"]
+
+
+def test_xen_pv_guest_hides_pse_and_pge():
+    data = report("lscpu-old-i386-xenpara", "workstation")
+    evidence = check_of(data, "host.hypervisor")["evidence"]
+    assert evidence["xen_guest_type"] == "PV"
+    assert check_of(data, "cpu.hardware-mmu")["status"] == "skip"
+
+
+def test_ibm_z_lpar_passes_host_hypervisor_without_calling_it_bare_metal():
+    check = check_of(report("lscpu-s390-lpar", "kvm"), "host.hypervisor")
+    assert check["status"] == "pass"
+    assert "LPAR" in check["summary"] and "bare metal" not in check["summary"]
+    assert check["evidence"]["clues"][0]["source"] == "/proc/sysinfo"
+
+
+def test_powernv_and_ec2_metal_are_bare_metal_on_evidence():
+    for host in ("virtwhat-ppc64-baremetal", "virtwhat-aws-baremetal-x86"):
+        check = check_of(report(host, "kvm"), "host.hypervisor")
+        assert check["status"] == "pass" and "bare metal" in check["summary"]
+        assert any(clue["suggests"] is None for clue in check["evidence"]["clues"])
+

@@ -435,6 +435,48 @@ def aarch64_machine(**knobs) -> Tree:
     })
 
 
+def dmi_only(fields: Mapping[str, str]) -> Tree:
+    """A tree with nothing but /sys/class/dmi/id: what a dmidecode dump tells."""
+    return Tree({f"/sys/class/dmi/id/{field}": value + "\n" for field, value in fields.items()})
+
+
+def openstack_nova_guest() -> Tree:
+    """DMI of an OpenStack Nova 14 guest (pc-i440fx-xenial), as a public dmidecode dump shows it.
+
+    The dump itself carries no licence, so only its strings (facts) are used, written out here.
+    """
+    return dmi_only({
+        "sys_vendor": "OpenStack Foundation",
+        "product_name": "OpenStack Nova",
+        "product_version": "14.0.10",
+        "product_family": "Virtual Machine",
+        "bios_vendor": "SeaBIOS",
+        "bios_version": "2:1.10.2-58953eb7",
+        "bios_date": "04/01/2014",
+        "chassis_vendor": "QEMU",
+    })
+
+
+def without_kernel_width(tree: Tree) -> Tree:
+    """The tree without anything that shows the kernel's word size: no arch sysctl, no release, no module
+    addresses, and a cpuinfo cut down to the lines a tool like py-cpuinfo keeps (no fpu_exception/wp/fdiv_bug)."""
+    kept = tree.without("/proc/sys/kernel/arch", "/proc/sys/kernel/osrelease", "/proc/version", "/proc/modules")
+    cpuinfo = str(kept["/proc/cpuinfo"])
+    kept["/proc/cpuinfo"] = "".join(line + "\n" for line in cpuinfo.splitlines() if not line.startswith(("wp", "fpu", "fdiv_bug")))
+    return kept
+
+
+def i686_kernel(tree: Tree) -> Tree:
+    """A 64-bit-capable x86 machine running a 32-bit kernel: lm still in the flags, fdiv_bug lines, a -686-pae release."""
+    text = str(tree["/proc/cpuinfo"]).replace("fpu\t\t: yes\n", "fdiv_bug\t: no\nf00f_bug\t: no\ncoma_bug\t: no\nfpu\t\t: yes\n")
+    return tree.without("/proc/sys/kernel/arch").with_files({
+        "/proc/cpuinfo": text,
+        "/proc/sys/kernel/osrelease": "4.19.0-6-686-pae\n",
+        "/proc/version": "Linux version 4.19.0-6-686-pae (debian-kernel@lists.debian.org) #1 SMP Debian 4.19.67-2\n",
+        "/proc/modules": "kvm_intel 212992 0 - Live 0xf8a5e000\nkvm 544768 1 kvm_intel, Live 0xf89d0000\n",
+    })
+
+
 # -- running checks on a tree -------------------------------------------------
 def make_facts(tree, live=None, vm_dir: str = "/vms", errors: Optional[Mapping[str, str]] = None):
     """Facts of a tree (a Tree or a ready Host); `live` a FakeLiveSystem, or None for an offline tree."""

@@ -24,6 +24,7 @@ def empty_host(hostname: Optional[str] = None, live: bool = True, source: str = 
         "os": {"id": None, "version": None, "name": None},
         "cpu": {"vendor": None, "model": None, "logical_cpus": None, "virtualization": None},
         "hypervisor": None,
+        "hypervisor_vendor": None,
         "container": None,
         "kvm": {"module": None, "device": None, "api_version": None, "paravirtual": None},
         "memory_bytes": None,
@@ -35,13 +36,14 @@ def host_summary(facts: Facts) -> dict:
     unknown = empty_host()
     summary = {
         "hostname": safe(lambda: facts.hostname),
-        "arch": safe(lambda: facts.arch.name),
+        "arch": safe(lambda: facts.arch.label),
         "live": facts.is_live,
         "source": _source(facts),
         "kernel": safe(lambda: _kernel(facts)) or unknown["kernel"],
         "os": safe(lambda: facts.os.to_dict()) or unknown["os"],
         "cpu": safe(lambda: _cpu(facts)) or unknown["cpu"],
         "hypervisor": safe(lambda: facts.hypervisor.name),
+        "hypervisor_vendor": safe(lambda: facts.hypervisor.vendor),
         "container": safe(lambda: facts.container.name),
         "kvm": {
             "module": safe(lambda: facts.kvm_module),

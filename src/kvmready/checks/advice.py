@@ -80,12 +80,15 @@ def container_device(runtime: str) -> str:
     return CONTAINER_DEVICE.get(runtime, GENERIC_CONTAINER_DEVICE)
 
 
-def hypervisor_label(name: Optional[str]) -> str:
-    return "an unidentified hypervisor" if name is None or name == "unknown" else name
+def hypervisor_label(name: Optional[str], vendor: Optional[str] = None) -> str:
+    """`kvm (amazon)`: the hypervisor, and beside it who provides it when that is known."""
+    label = "an unidentified hypervisor" if name is None or name == "unknown" else name
+    return f"{label} ({vendor})" if vendor and vendor != name else label
 
 
-def expose_nested(hypervisor: Optional[str]) -> str:
-    return EXPOSE_NESTED.get(hypervisor or "", GENERIC_NESTED)
+def expose_nested(hypervisor: Optional[str], vendor: Optional[str] = None) -> str:
+    """The provider's own switch first (EC2's metal instances, GCE's flag), else the hypervisor's."""
+    return EXPOSE_NESTED.get(vendor or "") or EXPOSE_NESTED.get(hypervisor or "", GENERIC_NESTED)
 
 
 def firmware_advice(vendor: Optional[str]) -> Optional[str]:

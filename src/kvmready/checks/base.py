@@ -92,9 +92,9 @@ def x86_only(facts: Facts, what: str) -> Optional[Outcome]:
     arch = facts.arch
     if arch.is_x86:
         return None
-    if arch.name is None:
+    if not arch.known_not_x86:
         return errored("cannot tell whether this applies: the architecture is unknown (see cpu.arch)", arch.evidence())
-    return skipped(f"not applicable on {arch.name}{what}", arch.evidence())
+    return skipped(f"not applicable on {arch.label or 'a machine that is not x86'}{what}", arch.evidence())
 
 
 def gib(value: Optional[int]) -> str:

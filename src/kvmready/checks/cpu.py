@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Tuple
 
 from kvmready.checks import advice
 from kvmready.checks.base import (
@@ -26,41 +26,131 @@ if TYPE_CHECKING:
     from kvmready.targets import Policy
 
 
-KVM_ARCHES = ("x86_64", "aarch64", "s390x", "ppc64le", "ppc64", "riscv64", "loongarch64")
 X86_VENDORS_WITH_VMX = ("GenuineIntel", "CentaurHauls", "  Shanghai  ")
 X86_VENDORS_WITH_SVM = ("AuthenticAMD", "HygonGenuine")
+
+# Where KVM exists, by the kernel's family and word size (the kernel's, never the CPU's).
+# Sources: x86, arm64, s390x, powerpc, MIPS, RISC-V (Linux 5.16) and LoongArch (6.7) have arch/*/kvm;
+# 32-bit ARM hosts lost KVM in Linux 5.7 (the kvm-arm "goodbye" series, 2020); s390's KVM has only ever
+# run on 64-bit (z/Architecture) kernels; ia64's KVM was removed in Linux 3.19; alpha, parisc and
+# sparc never had one.  32-bit hosts elsewhere (x86-32, powerpc e500/e300, MIPS32, RV32) are what
+# Arnd Bergmann's "KVM: drop 32-bit host support on all architectures" (December 2024) removes.
+KVM_64BIT_FAMILIES = ("x86", "arm", "powerpc", "s390", "riscv", "loongarch", "mips")
+KVM_NEVER = {
+    "ia64": "Linux removed KVM for ia64 in 3.19 (and ia64 itself in 6.7)",
+    "alpha": "Linux has no KVM for Alpha",
+    "parisc": "Linux has no KVM for PA-RISC",
+    "sparc": "Linux has no KVM for SPARC (sun4v machines use LDoms instead)",
+}
+KVM_32BIT_GONE = {
+    "arm": "Linux 5.7 removed KVM for 32-bit ARM hosts",
+    "s390": "KVM on s390 runs only on a 64-bit (s390x) kernel",
+}
+KVM_32BIT_FADING = "32-bit KVM hosts remain only in older kernels: upstream is removing them (\"KVM: drop 32-bit host support on all architectures\", 2024)"
+# MIPS: only the VZ virtualization ASE runs KVM guests since trap-and-emulate KVM was removed (Linux 5.13).
+MIPS_VZ = "vz"
 
 
 def check_arch(facts: Facts, policy: Policy) -> Outcome:
     arch = facts.arch
     evidence = arch.evidence()
-    if arch.name is None:
+    if arch.family is None and not arch.not_x86:
         return errored(f"cannot tell the architecture: {arch.error}", evidence)
     if policy.target is Target.WORKSTATION:
-        if arch.name == "x86_64":
-            return passed("x86_64, which VMware Workstation requires", evidence)
+        return _arch_for_workstation(facts, evidence)
+    return _arch_for_kvm(facts, evidence)
+
+
+def _arch_for_workstation(facts: Facts, evidence: Dict[str, Any]) -> Outcome:
+    arch = facts.arch
+    if arch.family is None:
         return failed(
-            f"{arch.name}: VMware Workstation runs only on 64-bit x86 (x86_64) hosts",
+            f"not an x86 machine ({arch.error}): VMware Workstation runs only on 64-bit x86 (x86_64) hosts",
             "Use an x86_64 machine; Workstation has no build for other architectures.",
             evidence,
         )
-    if arch.name in KVM_ARCHES:
-        return passed(f"{arch.name}: KVM supports this architecture", evidence)
-    return failed(
-        f"{arch.name}: the kernel has no KVM for this architecture",
-        "Use a machine whose architecture KVM supports: " + ", ".join(KVM_ARCHES) + ".",
+    if not arch.is_x86:
+        return failed(
+            f"{arch.label}: VMware Workstation runs only on 64-bit x86 (x86_64) hosts",
+            "Use an x86_64 machine; Workstation has no build for other architectures.",
+            evidence,
+        )
+    if arch.bits == 64:
+        return passed(f"{arch.name}: a 64-bit x86 kernel, which VMware Workstation requires; shown by {arch.source}", evidence)
+    capable = "lm" in safe_flags(facts)
+    if arch.bits == 32:
+        return failed(
+            f"{arch.name}: a 32-bit x86 kernel, shown by {arch.source}; VMware Workstation needs a 64-bit (x86_64) kernel",
+            "Install a 64-bit (x86_64/amd64) distribution"
+            + ("; the CPU supports long mode (`lm`), so only the system needs replacing." if capable else
+               "; this CPU has no 64-bit mode (`lm`), so a different machine is needed."),
+            evidence,
+        )
+    return errored(
+        "x86, but cannot tell whether the kernel is 32- or 64-bit"
+        + (" (the CPU could run either: `lm`)" if capable else "")
+        + ": nothing in this tree shows the kernel's word size",
         evidence,
+        remediation="Run kvmready on the machine itself, or include /proc/sys/kernel/osrelease, /proc/sys/kernel/arch "
+        "or a complete /proc/cpuinfo in the captured tree.",
     )
+
+
+def _arch_for_kvm(facts: Facts, evidence: Dict[str, Any]) -> Outcome:
+    arch = facts.arch
+    family, bits, label = arch.family, arch.bits, arch.label
+    if family is None:
+        return errored(f"cannot tell which architecture this is ({arch.error}), so not whether it has KVM", evidence)
+    if family in KVM_NEVER:
+        return failed(f"{label}: {KVM_NEVER[family]}", "Use a machine whose architecture KVM supports: "
+                      + ", ".join(KVM_64BIT_FAMILIES) + " (64-bit kernels).", evidence)
+    if family not in KVM_64BIT_FAMILIES:
+        return errored(f"{label}: kvmready does not know whether KVM exists here", evidence)
+    if family == "mips":
+        line = safe_value(facts, "ases implemented")
+        ases = (line or "").split()
+        evidence["ases_implemented"] = ases if line is not None else None
+        if line is None:
+            return errored(f"{label}: KVM on MIPS needs the VZ extension, and this /proc/cpuinfo has no `ASEs implemented` line", evidence)
+        if MIPS_VZ not in ases:
+            return failed(f"{label} without the VZ extension: MIPS runs KVM guests only with VZ (trap-and-emulate KVM was removed in Linux 5.13)",
+                          "Use a MIPS CPU with VZ (P5600, I6400, Octeon III, Loongson-3) or another architecture.", evidence)
+    if bits == 64:
+        return passed(f"{label}: a 64-bit kernel of an architecture with KVM", evidence)
+    if bits is not None and family in KVM_32BIT_GONE:
+        return failed(f"{label}: {KVM_32BIT_GONE[family]}", "Install a 64-bit kernel (the CPU may well support one).", evidence)
+    if bits is not None:
+        return warned(f"{label}: a 32-bit kernel; {KVM_32BIT_FADING}", "Install a 64-bit kernel where the CPU supports one.", evidence)
+    if family in KVM_32BIT_GONE:
+        return errored(f"{label}: cannot tell whether the kernel is 64-bit, and only a 64-bit kernel has KVM here", evidence)
+    return warned(f"{label}: KVM exists for this family, but cannot tell whether the kernel is 64-bit; {KVM_32BIT_FADING}",
+                  "Run kvmready on the machine itself to see the kernel's architecture.", evidence)
+
+
+def safe_flags(facts: Facts) -> FrozenSet[str]:
+    try:
+        return facts.cpu.flags
+    except Exception:
+        return frozenset()
+
+
+def safe_value(facts: Facts, key: str) -> Optional[str]:
+    try:
+        return facts.cpu.value(key)
+    except Exception:
+        return None
 
 
 def check_virtualization(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
+    arch = facts.arch
+    if arch.known_not_x86 and policy.target is Target.WORKSTATION:
+        return skipped(f"not applicable on {arch.label or 'a machine that is not x86'}: Workstation needs x86_64 (see cpu.arch)", arch.evidence())
     if cpu.error is not None:
         return unreadable("the CPU's virtualization support", CPUINFO, cpu.error)
-    arch = facts.arch.name
     evidence = cpu.evidence()
-    if arch and arch not in ("x86_64", "i686"):
-        return _non_x86_virtualization(facts, policy, arch, evidence)
+    if arch.known_not_x86:
+        return _non_x86_virtualization(facts, policy, arch.label or "not x86", evidence)
     if cpu.flag_lines == 0:
         return errored("cannot tell: /proc/cpuinfo has no flags line", evidence)
     extension = "vmx" if cpu.vmx_cpus else "svm" if cpu.svm_cpus else None
@@ -98,7 +188,7 @@ def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -
     if modules.has("kvm_pvm"):
         summary = f"no VT-x/AMD-V; KVM here is paravirtual: {advice.PVM_GUESTS}"
         if must:
-            where = f"under {advice.hypervisor_label(hypervisor.name)}: {advice.expose_nested(hypervisor.name)}" if hypervisor.is_guest else ""
+            where = f"under {advice.hypervisor_label(hypervisor.name, hypervisor.vendor)}: {advice.expose_nested(hypervisor.name, hypervisor.vendor)}" if hypervisor.is_guest else ""
             fix = "VMware Workstation guests are unmodified operating systems and need VT-x or AMD-V. Run on bare metal " \
                   "or in a VM with nested virtualization exposed" + (f" ({where})" if where else "") + "."
             return failed(summary, fix, evidence)
@@ -107,8 +197,8 @@ def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -
         evidence["hypervisor"] = hypervisor.name
         return warn_or_fail(
             must,
-            f"no VT-x/AMD-V: this is a VM under {advice.hypervisor_label(hypervisor.name)}, which does not expose hardware virtualization to it",
-            advice.sentence(advice.expose_nested(hypervisor.name)),
+            f"no VT-x/AMD-V: this is a VM under {advice.hypervisor_label(hypervisor.name, hypervisor.vendor)}, which does not expose hardware virtualization to it",
+            advice.sentence(advice.expose_nested(hypervisor.name, hypervisor.vendor)),
             evidence,
         )
     vendor = cpu.vendor
@@ -143,7 +233,7 @@ def _non_x86_virtualization(facts: Facts, policy: Policy, arch: str, evidence: D
     if policy.target is Target.WORKSTATION:
         return skipped(f"not applicable on {arch}: Workstation needs x86_64 (see cpu.arch)", evidence)
     cpu = facts.cpu
-    if arch == "s390x":
+    if facts.arch.family == "s390":
         if "sie" in cpu.flags:
             return passed("s390x with SIE (start interpretive execution) available to KVM", evidence)
         return failed(
@@ -167,9 +257,11 @@ def _non_x86_virtualization(facts: Facts, policy: Policy, arch: str, evidence: D
 
 def check_hardware_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
+    elsewhere = x86_only(facts, "")
+    if elsewhere and facts.arch.known_not_x86:  # another architecture: no cpuinfo needed to step aside
+        return elsewhere
     if cpu.error is not None:
         return unreadable("EPT/NPT support", CPUINFO, cpu.error)
-    elsewhere = x86_only(facts, "")
     if elsewhere:
         return elsewhere
     extension = cpu.virtualization
@@ -182,22 +274,45 @@ def check_hardware_mmu(facts: Facts, policy: Policy) -> Outcome:
     return skipped("no VT-x/AMD-V visible, so no EPT/NPT to check (see cpu.virtualization)")
 
 
+# Before Linux 5.9 printed a `vmx flags` line, the kernel named a few VMX features in the flags line itself
+# (Linux-defined word 8 of arch/x86/include/asm/cpufeatures.h: tpr_shadow, vnmi, flexpriority, ept, vpid,
+# later ept_ad).  Where it names any of them, a missing `ept` means the CPU has no EPT.
+VMX_FEATURES_IN_FLAGS = ("tpr_shadow", "vnmi", "flexpriority", "vpid", "ept_ad")
+# AMD's SVM features (CPUID 0x8000000A EDX), named in the same word once the kernel reported them.
+SVM_FEATURES_IN_FLAGS = ("lbrv", "svm_lock", "nrip_save", "tsc_scale", "vmcb_clean", "flushbyasid", "decodeassists",
+                         "pausefilter", "pfthreshold", "avic", "v_vmsave_vmload", "vgif", "x2avic", "v_spec_ctrl")
+# Flags a kernel sets on every CPU that postdate the VMX/SVM feature names: such a kernel would have printed
+# ept/npt.  cpuid: X86_FEATURE_CPUID (Linux 4.12); vmmcall: X86_FEATURE_VMMCALL, set on every AMD CPU,
+# defined in word 8 after the SVM feature bits.
+NEWER_KERNEL_MARKERS = ("cpuid", "vmmcall")
+
+
+def _flags_line(cpu: CpuInfo) -> Optional[str]:
+    return cpu.line("flags")
+
+
 def _intel_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
     features = cpu.vmx_features
     evidence: Dict[str, Any] = {"vmx_flags_line": sorted(features) if features is not None else None}
-    hw_ept = ("ept" in features) if features is not None else ("ept" in cpu.flags or None)
-    hw_ug = ("unrestricted_guest" in features) if features is not None else None
+    hw_ept, hw_ug, basis, lines = _intel_hardware(cpu)
     params = facts.module_params("kvm_intel") if facts.modules.has("kvm_intel") else None
     ept_param = params.flag("ept") if params else None
     ug_param = params.flag("unrestricted_guest") if params else None
-    evidence.update(cpu_ept=hw_ept, cpu_unrestricted_guest=hw_ug, kvm_intel_ept=ept_param, kvm_intel_unrestricted_guest=ug_param)
+    evidence.update(cpu_ept=hw_ept, cpu_unrestricted_guest=hw_ug, kvm_intel_ept=ept_param, kvm_intel_unrestricted_guest=ug_param,
+                    basis=basis, cpuinfo_lines=lines)
     must = policy.target is Target.WORKSTATION
     if hw_ept is False or hw_ug is False:
         missing = " and ".join(name for name, ok in (("EPT", hw_ept), ("unrestricted guest", hw_ug)) if ok is False)
-        return warn_or_fail(must, f"the CPU lacks {missing}: guests run with shadow paging, slowly", "Use a CPU from 2010 or later (Westmere and newer have EPT and unrestricted guest).", evidence)
+        return warn_or_fail(must, f"the CPU lacks {missing}, shown by {basis}; guests run with shadow paging, slowly",
+                            "Use a CPU from 2010 or later (Westmere and newer have EPT and unrestricted guest).", evidence)
     if ept_param is False or ug_param is False:
         off = [name for name, value in (("ept", ept_param), ("unrestricted_guest", ug_param)) if value is False]
+        if hw_ept is None:
+            return warn_or_fail(must, "kvm_intel runs with " + ", ".join(f"{name}=N" for name in off)
+                                + ": the CPU lacks it, or it was turned off (this kernel prints no VMX features to tell which)",
+                                "If the CPU has EPT (Nehalem, 2008, and newer), remove any `kvm_intel ept=0` option and reload kvm_intel.",
+                                evidence)
         return warn_or_fail(
             must,
             "kvm_intel runs with " + ", ".join(f"{name}=N" for name in off) + " although the CPU has it",
@@ -208,21 +323,70 @@ def _intel_mmu(facts: Facts, policy: Policy) -> Outcome:
         return passed("VT-x with EPT and unrestricted guest", evidence)
     if ept_param and ug_param:
         return passed("kvm_intel uses EPT and unrestricted guest", evidence)
-    return warned("cannot confirm EPT and unrestricted guest: no `vmx flags` line and kvm_intel parameters unreadable", "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.8+ that prints `vmx flags`.", evidence)
+    if hw_ept:
+        return warned(f"VT-x with EPT, shown by {basis}; cannot confirm unrestricted guest: kernels before 5.9 do not print it and "
+                      "kvm_intel's parameters are unreadable",
+                      "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.9+ that prints `vmx flags`.", evidence)
+    return warned(f"cannot confirm EPT and unrestricted guest: {basis}, and kvm_intel's parameters are unreadable",
+                  "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.9+ that prints `vmx flags`.", evidence)
+
+
+def _intel_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], Optional[bool], str, List[str]]:
+    """(EPT, unrestricted guest, how this is known, the cpuinfo lines that show it)."""
+    features = cpu.vmx_features
+    if features is not None:
+        line = cpu.line("vmx flags") or ""
+        return "ept" in features, "unrestricted_guest" in features, "the `vmx flags` line (Linux 5.9+)", [line]
+    flags = cpu.flags
+    line = _flags_line(cpu) or ""
+    shown = [name for name in VMX_FEATURES_IN_FLAGS + ("ept",) if name in flags]
+    if "ept" in flags:
+        return True, None, "`ept` in the flags line, where kernels before 5.9 name VMX features", [line]
+    if shown:
+        return False, False, (f"the flags line naming VMX features ({', '.join(shown)}) but not `ept`, "
+                              "which unrestricted guest needs"), [line]
+    markers = [name for name in NEWER_KERNEL_MARKERS if name in flags]
+    if markers:
+        return False, False, (f"a flags line without VMX features from a kernel that names them (`{markers[0]}`: Linux 4.12+); "
+                              "unrestricted guest needs EPT"), [line]
+    return None, None, "this kernel names no VMX features in /proc/cpuinfo (older kernels did not)", [line] if line else []
 
 
 def _amd_mmu(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
-    hw_npt = "npt" in cpu.flags
+    hw_npt, basis, lines = _amd_hardware(cpu)
     params = facts.module_params("kvm_amd") if facts.modules.has("kvm_amd") else None
     npt_param = params.flag("npt") if params else None
-    evidence = {"cpu_npt": hw_npt, "kvm_amd_npt": npt_param}
+    evidence = {"cpu_npt": hw_npt, "kvm_amd_npt": npt_param, "basis": basis, "cpuinfo_lines": lines}
     must = policy.target is Target.WORKSTATION
-    if not hw_npt:
-        return warn_or_fail(must, "the CPU lacks nested page tables (NPT/RVI): guests run with shadow paging, slowly", "Use an AMD CPU with RVI (Barcelona, 2007, or newer).", evidence)
+    if hw_npt is False:
+        return warn_or_fail(must, f"the CPU lacks nested page tables (NPT/RVI), shown by {basis}; guests run with shadow paging, slowly",
+                            "Use an AMD CPU with RVI (Barcelona, 2007, or newer).", evidence)
     if npt_param is False:
+        if hw_npt is None:
+            return warn_or_fail(must, "kvm_amd runs with npt=0: the CPU lacks NPT, or it was turned off (this kernel prints no SVM features to tell which)",
+                                "If the CPU has NPT (family 10h, 2007, and newer), remove any `kvm_amd npt=0` option and reload kvm_amd.", evidence)
         return warn_or_fail(must, "kvm_amd runs with npt=0 although the CPU has NPT", "Remove the `kvm_amd npt=0` option from /etc/modprobe.d or the kernel command line and reload kvm_amd.", evidence)
-    return passed("AMD-V with nested page tables (NPT)", evidence)
+    if hw_npt:
+        return passed("AMD-V with nested page tables (NPT)", evidence)
+    if npt_param:
+        return passed("kvm_amd uses nested page tables (NPT)", evidence)
+    return warned(f"cannot confirm nested page tables (NPT): {basis}, and kvm_amd's parameters are unreadable",
+                  "Load kvm_amd (`sudo modprobe kvm_amd`) to see its npt parameter, or use a newer kernel.", evidence)
+
+
+def _amd_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], str, List[str]]:
+    flags = cpu.flags
+    line = _flags_line(cpu) or ""
+    if "npt" in flags:
+        return True, "`npt` in the flags line", [line]
+    shown = [name for name in SVM_FEATURES_IN_FLAGS if name in flags]
+    if shown:
+        return False, f"the flags line naming SVM features ({', '.join(shown)}) but not `npt`", [line]
+    markers = [name for name in NEWER_KERNEL_MARKERS if name in flags]
+    if markers:
+        return False, f"a flags line without `npt` from a kernel newer than the SVM feature names (`{markers[0]}`)", [line]
+    return None, "this kernel names none of AMD's SVM features (npt, lbrv, svm_lock, nrip_save; older kernels did not)", [line] if line else []
 
 
 FEATURE_CONTROL_LOCK = 1 << 0
@@ -233,9 +397,11 @@ VM_CR_SVMDIS = 1 << 4
 
 def check_firmware(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
+    elsewhere = x86_only(facts, "")
+    if elsewhere and facts.arch.known_not_x86:  # another architecture: no cpuinfo needed to step aside
+        return elsewhere
     if cpu.error is not None:
         return unreadable("the firmware's virtualization setting", CPUINFO, cpu.error)
-    elsewhere = x86_only(facts, "")
     if elsewhere:
         return elsewhere
     if facts.hypervisor.paravirtual_xen:
@@ -248,7 +414,7 @@ def check_firmware(facts: Facts, policy: Policy) -> Outcome:
     hypervisor = facts.hypervisor
     if hypervisor.is_guest:
         return skipped(
-            f"a VM under {advice.hypervisor_label(hypervisor.name)}: its MSRs are the hypervisor's virtual registers, not firmware settings "
+            f"a VM under {advice.hypervisor_label(hypervisor.name, hypervisor.vendor)}: its MSRs are the hypervisor's virtual registers, not firmware settings "
             "(host.hypervisor says how to expose VT-x/AMD-V)",
             {"hypervisor": hypervisor.name},
         )
@@ -295,9 +461,11 @@ def _vm_cr(value: int, evidence: dict) -> Outcome:
 
 def check_timekeeping(facts: Facts, policy: Policy) -> Outcome:
     cpu = facts.cpu
+    elsewhere = x86_only(facts, "")
+    if elsewhere and facts.arch.known_not_x86:  # another architecture: no cpuinfo needed to step aside
+        return elsewhere
     if cpu.error is not None:
         return unreadable("the TSC's behaviour", CPUINFO, cpu.error)
-    elsewhere = x86_only(facts, "")
     if elsewhere:
         return elsewhere
     present = {flag: flag in cpu.flags for flag in ("constant_tsc", "nonstop_tsc")}
@@ -315,9 +483,11 @@ def check_timekeeping(facts: Facts, policy: Policy) -> Outcome:
 
 ARCH = CheckSpec(
     "cpu.arch", "CPU architecture", "cpu", check_arch,
-    what="The machine architecture, from the host's own files (/proc/sys/kernel/arch, the cpuinfo format, the kernel release).",
-    why="VMware Workstation is built for x86_64 only; KVM itself exists on a handful of architectures.",
-    fix="Use an x86_64 machine for Workstation.",
+    what="The running kernel's architecture and word size, from the host's own files: /proc/sys/kernel/arch, the kernel "
+    "release's suffix, uname(2) when live, the ELF class of the kernel's vDSO, and what the kernel prints (the cpuinfo layout, "
+    "/proc/modules addresses, HighTotal). The CPU's `lm` flag says only what the CPU could run, never what runs.",
+    why="VMware Workstation is built for 64-bit x86 kernels only; KVM exists on a handful of architectures, mostly as 64-bit kernels.",
+    fix="Use an x86_64 machine with a 64-bit (x86_64/amd64) distribution for Workstation.",
 )
 
 
@@ -331,7 +501,9 @@ VIRTUALIZATION = CheckSpec(
 
 HARDWARE_MMU = CheckSpec(
     "cpu.hardware-mmu", "EPT/NPT and unrestricted guest", "cpu", check_hardware_mmu,
-    what="Intel EPT and unrestricted guest (the `vmx flags` line, kvm_intel ept/unrestricted_guest) or AMD NPT (the npt flag, kvm_amd npt).",
+    what="Intel EPT and unrestricted guest (the `vmx flags` line; before Linux 5.9 the VMX features in the flags line; "
+    "kvm_intel ept/unrestricted_guest) or AMD NPT (the npt flag beside the other SVM features, kvm_amd npt). A kernel too old "
+    "to name these features cannot show their absence: that is unknown, not missing.",
     why="Without a hardware MMU guests fall back to shadow paging; modern Workstation releases require EPT/RVI, and VT-x without unrestricted guest cannot run real-mode guest code directly.",
     fix="Remove `ept=0`, `unrestricted_guest=0` or `npt=0` module options; older CPUs need replacing.",
 )

@@ -43,7 +43,20 @@ def check_hypervisor(facts: Facts, policy: Policy) -> Outcome:
     if not info.is_guest:
         return _no_hypervisor_found(facts, info, evidence)
     name = info.name
-    label = advice.hypervisor_label(name)
+    label = advice.hypervisor_label(name, info.vendor)
+    if name == "lpar":
+        return passed(
+            "an IBM Z logical partition (LPAR) under PR/SM, the machine's firmware hypervisor: KVM runs in an LPAR "
+            "as a first-level hypervisor, not nested",
+            evidence,
+        )
+    if name == "unknown" and facts.arch.family == "s390":
+        return warned(
+            "on IBM Z, Linux always runs under a hypervisor (PR/SM in an LPAR, z/VM or KVM), and nothing here says which: "
+            "/proc/sysinfo, which names it, is not in this tree",
+            "Read /proc/sysinfo on the machine (`VM00 Control Program` names z/VM or KVM; LPAR lines alone mean first level).",
+            evidence,
+        )
     if name == "xen" and info.xen_role == "dom0":
         return warn_or_fail(
             True,
@@ -82,8 +95,16 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
     if cpu.error is not None:
         also = f", nor could {unread}" if unread else ""
         return unreadable(f"whether this is a VM (no other source names a hypervisor{also})", "/proc/cpuinfo", cpu.error, evidence)
-    if facts.arch.name in ("x86_64", "i686") and cpu.flag_lines == 0:
+    if facts.arch.is_x86 and cpu.flag_lines == 0:
         return errored("cannot tell whether this is a VM: /proc/cpuinfo has no flags line, where x86 shows the hypervisor flag", evidence)
+    if facts.arch.family == "s390":  # only machines from before the z990 could run without PR/SM
+        evidence["cpuinfo_lines"] = [line for line in (cpu.line("vendor_id"), cpu.line("processor 0")) if line]
+        return warned(
+            "no hypervisor found, but on IBM Z that proves nothing: this machine type could also run in an LPAR "
+            "or under z/VM, and /proc/sysinfo, which would tell, is not here",
+            "Read /proc/sysinfo on the machine.",
+            evidence,
+        )
     if unread:
         return warned(
             f"no hypervisor found, but {unread}: this may still be a VM",
@@ -95,13 +116,13 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
 
 def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, bool, str]:
     """(the extension's name on this architecture, whether this VM sees it, how to expose it)."""
-    arch = facts.arch.name
+    arch = facts.arch
     virtualization = facts.cpu.virtualization
-    if arch == "s390x":
+    if arch.family == "s390":
         return "SIE", virtualization == "sie", advice.S390_NESTED
-    if arch in ("x86_64", "i686", None):
+    if not arch.known_not_x86:
         exposed = virtualization in ("vt-x", "amd-v") and not info.paravirtual_xen
-        return "VT-x/AMD-V", exposed, advice.expose_nested(info.name)
+        return "VT-x/AMD-V", exposed, advice.expose_nested(info.name, info.vendor)
     # Elsewhere cpuinfo shows no such flag: KVM being present is the evidence.
     exposed = facts.kvm_module is not None or facts.devices.get(KVM_DEVICE).present
     return "hardware virtualization", exposed, advice.GENERIC_NESTED
@@ -140,7 +161,9 @@ def check_distribution(facts: Facts, policy: Policy) -> Outcome:
 
 HYPERVISOR = CheckSpec(
     "host.hypervisor", "Nested: the hypervisor this host runs under", "host", check_hypervisor,
-    what="Whether this host is itself a VM (cpuinfo hypervisor flag, DMI, /sys/hypervisor, /proc/xen, /proc/sysinfo, device tree, clocksource, virtual PCI devices), which hypervisor, and whether it exposes VT-x/AMD-V.",
+    what="Whether this host is itself a VM (DMI, /sys/hypervisor, /proc/xen, /proc/sysinfo, the device tree, the cpuinfo "
+    "hypervisor flag, virtual CPU models and partition platforms, clocksource, virtual PCI devices), which hypervisor and "
+    "vendor, and whether it exposes VT-x/AMD-V. Bare metal only on evidence.",
     why="Inside a VM, KVM needs the outer hypervisor to expose nested virtualization, and guests run slower.",
     fix="Expose nested virtualization in the outer hypervisor, or run on bare metal.",
 )

@@ -38,7 +38,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
         kvm = table.get("kvm")
         evidence.update(module=module.to_dict(), kvm=kvm.to_dict() if kvm is not None else None)
         how = "built into the kernel" if module.builtin else "loaded" if module.state == "live" else f"loaded (state: {module.state})"
-        if provider == "kvm" and facts.arch.name in ("x86_64", "i686"):
+        if provider == "kvm" and facts.arch.is_x86:
             wanted = _vendor_module(facts)
             return failed(
                 f"kvm is {how}, but no vendor module (kvm_intel, kvm_amd, kvm_pvm) provides it",
@@ -47,7 +47,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
                 evidence,
             )
         return passed(f"{provider} provides KVM, {how}", evidence)
-    if facts.arch.name not in ("x86_64", "i686", None):
+    if facts.arch.known_not_x86:
         return failed(
             "no KVM module: the kernel has no KVM loaded or built in",
             "Load it: `sudo modprobe kvm` (or build the kernel with CONFIG_KVM).",

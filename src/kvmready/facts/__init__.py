@@ -94,8 +94,20 @@ class Facts:
 
     @property
     def arch(self) -> ArchInfo:
+        def module_bits() -> Optional[Tuple[int, str]]:
+            table = safe(lambda: self.modules)
+            if table is None or table.address_bits is None:
+                return None
+            return table.address_bits, table.address_line or ""
+
         def compute() -> ArchInfo:
-            return kernel.detect_arch(self.host, safe(lambda: self.cpu.arch_hint), safe(lambda: self.kernel.release))
+            return kernel.detect_arch(
+                self.host,
+                safe(lambda: self.cpu.arch),
+                safe(lambda: self.kernel.release),
+                module_bits=module_bits,
+                highmem=lambda: bool(safe(lambda: self.memory.highmem)),
+            )
 
         return self._get("arch", compute)
 
@@ -125,7 +137,8 @@ class Facts:
     @property
     def hypervisor(self) -> HypervisorInfo:
         flag = safe(lambda: "hypervisor" in self.cpu.flags) or False
-        return self._get("hypervisor", lambda: hypervisor.collect(self.host, flag, self.cpuid_signature))
+        cpu = safe(lambda: self.cpu)
+        return self._get("hypervisor", lambda: hypervisor.collect(self.host, flag, self.cpuid_signature, cpu=cpu))
 
     @property
     def cpuid_signature(self) -> Optional[str]:

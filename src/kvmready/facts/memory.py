@@ -11,6 +11,7 @@ class MemoryInfo(NamedTuple):
     total_bytes: Optional[int] = None
     available_bytes: Optional[int] = None
     error: Optional[str] = None
+    highmem: bool = False  # a HighTotal line: CONFIG_HIGHMEM, which only 32-bit kernels have
 
     def evidence(self) -> dict:
         data = {"source": MEMINFO, "total_bytes": self.total_bytes, "available_bytes": self.available_bytes}
@@ -37,4 +38,4 @@ def parse(text: str) -> MemoryInfo:
             values[key.strip()] = int(fields[0]) * (1024 if unit == "kb" else 1)
     if "MemTotal" not in values:
         return MemoryInfo(error="no MemTotal line")
-    return MemoryInfo(values["MemTotal"], values.get("MemAvailable"))
+    return MemoryInfo(values["MemTotal"], values.get("MemAvailable"), highmem="HighTotal" in values)

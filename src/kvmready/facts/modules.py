@@ -47,6 +47,10 @@ class ModuleTable(NamedTuple):
     modules: Mapping[str, Module] = MappingProxyType({})
     proc_modules_error: Optional[str] = None
     sys_module_error: Optional[str] = None
+    # The width of the load addresses in /proc/modules (the kernel pads pointers to 2 * sizeof(void *) hex
+    # digits, zeros included when kptr_restrict hides them): 64 or 32, the kernel's word size; None if none.
+    address_bits: Optional[int] = None
+    address_line: Optional[str] = None  # the line that showed it
 
     @property
     def known(self) -> bool:
@@ -69,12 +73,16 @@ class ModuleTable(NamedTuple):
 def collect(host: Host) -> ModuleTable:
     modules: Dict[str, Module] = {}
     proc_error = sys_error = None
+    address_bits = address_line = None
     try:
         for line in host.read_text(PROC_MODULES, PROC_MODULES_LIMIT).splitlines():
             fields = line.split()
             if len(fields) >= 5 and fields[0].replace("_", "").replace("-", "").isalnum():
                 name = module_name(fields[0])
                 modules[name] = Module(name, fields[4].lower(), PROC_MODULES)
+                if address_bits is None and len(fields) >= 6:
+                    address_bits = _address_bits(fields[5])
+                    address_line = line.strip() if address_bits else None
     except ReadError as exc:
         proc_error = exc.reason
     try:
@@ -95,7 +103,16 @@ def collect(host: Host) -> ModuleTable:
         else:
             state = LISTED
         modules[name] = Module(name, state, SYS_MODULE)
-    return ModuleTable(modules=modules, proc_modules_error=proc_error, sys_module_error=sys_error)
+    return ModuleTable(modules=modules, proc_modules_error=proc_error, sys_module_error=sys_error,
+                       address_bits=address_bits, address_line=address_line)
+
+
+def _address_bits(field: str) -> Optional[int]:
+    """`0xffffffffc0780000` -> 64, `0xf8a5e000` -> 32: lib/vsprintf.c pads %p to 2 * sizeof(void *) digits."""
+    digits = field[2:] if field.startswith("0x") else ""
+    if not digits or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
+        return None
+    return {16: 64, 8: 32}.get(len(digits))
 
 
 def _sys_state(host: Host, entry: str) -> str:
