@@ -49,8 +49,15 @@ def real_host_names() -> List[str]:
     return sorted(entry.name for entry in FIXTURES.iterdir() if entry.is_dir())
 
 
-def _runner() -> CliRunner:
-    # click < 8.2 mixes stderr into stdout unless told not to; later versions keep them apart.
+def cli_runner() -> CliRunner:
+    """typer's CliRunner with stdout and stderr kept apart, whatever click it runs on.
+
+    typer up to 0.23 (what Python 3.9 gets) runs on click 8.1, whose runner
+    mixes stderr into stdout unless told `mix_stderr=False` (and then refuses
+    `result.stderr`); typer 0.24 on (its own vendored click) and click 8.2
+    keep them apart and no longer take the argument.  Every test makes its
+    runner here (tests/test_packaging.py holds them to it).
+    """
     if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
         return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
     return CliRunner()
@@ -70,7 +77,7 @@ def run_cli(
     merged: Dict[str, Optional[str]] = dict(DEFAULT_ENV)
     merged.update(env or {})
     argv = [os.fspath(arg) for arg in args]
-    runner = _runner()
+    runner = cli_runner()
     if facts_factory is None:
         return runner.invoke(cli.app, argv, env=merged, catch_exceptions=False)
 

@@ -27,9 +27,9 @@ from typing import Callable, Dict, Optional, Tuple
 
 import pytest
 from fakes import GIB, FakeKvmBackend, FakeLiveSystem
+from helpers import cli_runner
 from jsonschema import Draft202012Validator
 from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
-from typer.testing import CliRunner
 
 from kvmready import cli, orchestration
 from kvmready.facts import Facts
@@ -220,7 +220,7 @@ def test_the_report_schema_itself_is_valid():
 @pytest.mark.parametrize("name, target", CASES, ids=IDS)
 def test_cli_prints_the_golden_report_and_exits_with_its_code(monkeypatch, name, target):
     monkeypatch.setattr(orchestration, "build_facts", lambda **kwargs: facts_of(name))
-    result = CliRunner().invoke(cli.app, ["check", "--format", "json", "--target", target])
+    result = cli_runner().invoke(cli.app, ["check", "--format", "json", "--target", target])
     assert result.stdout.endswith("}\n") and not result.stdout.endswith("\n\n")
     data = normalise(json.loads(result.stdout))
     golden = json.loads((GOLDENS / f"{name}-{target}.json").read_text(encoding="utf-8"))
