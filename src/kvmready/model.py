@@ -98,6 +98,8 @@ class CheckResult(NamedTuple):
     remediation: Optional[str]
     evidence: Mapping[str, Any]
     rank: int = 0  # the check's place in the registry: the order a reader should see it in (not in the JSON)
+    # Seconds the check took in this run, the facts it was first to read included (not in the JSON: see Report).
+    duration: float = 0.0
 
     @property
     def is_warning(self) -> bool:
@@ -137,6 +139,10 @@ class Report(NamedTuple):
     generated_at: str  # RFC 3339 UTC
     strict: bool = False
     categories: Tuple[str, ...] = ()  # category order for people (not in the JSON)
+    # Seconds the run took: every check (and the facts they read) plus the host summary.  Not in the
+    # JSON, which describes the host and stays the same for the same input; JUnit's `time` attributes
+    # and the Prometheus run-duration gauge carry it.
+    duration: float = 0.0
 
     @property
     def summary(self) -> Dict[str, int]:
