@@ -20,6 +20,7 @@ held to its consumer's rules:
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -623,13 +624,50 @@ K8S_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+def nfd_worker_parse(text: str, now: datetime.datetime) -> Tuple[Dict[str, str], List[str]]:
+    """What nfd-worker's local source makes of a feature file at `now`: (labels, directive errors).
+
+    Written after source/local/local.go (parseFeatureFile): lines are
+    trimmed; `#` lines are comments, `# +` lines directives (`expiry-time=`
+    RFC 3339, `no-label`, `no-feature`; anything else is an error it logs);
+    the expiry in force applies to the lines after it, and a line whose
+    expiry is before `now` is dropped; `key` alone means `key=true`.
+    """
+    labels: Dict[str, str] = {}
+    errors: List[str] = []
+    expiry = now
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith("# +"):
+                key, _, value = line[3:].partition("=")
+                if key == "expiry-time":
+                    try:
+                        expiry = datetime.datetime.strptime(value.strip(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+                    except ValueError:
+                        errors.append(line)
+                elif key not in ("no-label", "no-feature"):
+                    errors.append(line)
+            continue
+        if expiry < now:
+            continue
+        key, sep, value = line.partition("=")
+        labels[key] = value if sep else "true"
+    return labels, errors
+
+
 def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
     assert text.endswith("\n")
     assert len(text.encode("utf-8")) < 65536
     labels: Dict[str, str] = {}
+    directives = []
     for line in text[:-1].split("\n"):
         if line.startswith("#"):
-            assert not line.startswith("# +"), "a comment that nfd-worker would read as a directive"
+            if line.startswith("# +"):
+                assert not labels, "a directive after labels applies only to the labels after it"
+                directives.append(line)
             continue
         key, _, value = line.partition("=")
         assert _ == "=", line
@@ -641,6 +679,7 @@ def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
         assert 1 <= len(value) <= 63 and K8S_VALUE.match(value), value
         assert name not in labels, f"{name} twice"
         labels[name] = value
+    assert all(re.fullmatch(r"# \+expiry-time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line) for line in directives), directives
     return labels
 
 
@@ -715,6 +754,53 @@ def test_nfd_prefix():
     assert OutputFormat.NFD.renderer(nfd_prefix="example.com").render(report).startswith("#")
     with pytest.raises(ValueError):
         NfdRenderer(prefix="kubernetes.io")
+
+
+def test_nfd_expiry_directive_as_nfd_worker_reads_it(report: Report):
+    text = OutputFormat.NFD.renderer().render(report)
+    generated = datetime.datetime.strptime(report.generated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    assert f"# +expiry-time={(generated + datetime.timedelta(hours=2)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n" in text
+    fresh, errors = nfd_worker_parse(text, generated + datetime.timedelta(hours=1, minutes=59))
+    assert not errors
+    assert {f"{nfd.DEFAULT_PREFIX}/{name}": value for name, value in nfd_labels(text).items()} == fresh
+    stale, _ = nfd_worker_parse(text, generated + datetime.timedelta(hours=2, seconds=1))
+    assert stale == {}, "labels outlive the expiry"
+
+
+def test_nfd_expiry_is_configurable():
+    report = every_report()["ready"]
+    assert "# +expiry-time=2000-01-01T01:30:00Z\n" in NfdRenderer(expiry="90m").render(report)
+    assert "# +expiry-time=2000-01-02T12:00:00Z\n" in NfdRenderer(expiry="1d12h").render(report)
+    for never in ("never", "none", "0", None):
+        text = NfdRenderer(expiry=never).render(report)
+        assert "# +" not in text
+        assert nfd_worker_parse(text, datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc))[0]  # never expires
+    assert nfd.parse_expiry("45s") == 45 and nfd.parse_expiry(" 2H ") == 7200 and nfd.parse_expiry("1h30m") == 5400
+    for bad in ("", "2", "h", "-1h", "2 h", "1.5h", "3651d", "1w", "soon"):
+        with pytest.raises(ValueError):
+            nfd.parse_expiry(bad)
+
+
+def test_nfd_worker_parse_drops_expired_lines():
+    """The model of nfd-worker's parser, checked against NFD's documented example."""
+    text = ("# +expiry-time=2012-07-28T11:22:33Z\nvendor.io/feature1=featureValue\n\n"
+            "# +expiry-time=2080-07-28T11:22:33Z\nvendor.io/feature2=featureValue2\n\n"
+            "# +expiry-time=2070-07-28T11:22:33Z\nvendor.io/feature3=featureValue3\n\n"
+            "# +expiry-time=2002-07-28T11:22:33Z\nvendor.io/feature4=featureValue4\n")
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert nfd_worker_parse(text, now) == ({"vendor.io/feature2": "featureValue2", "vendor.io/feature3": "featureValue3"}, [])
+    assert nfd_worker_parse("# +bogus\nvendor.io/x\n", now) == ({"vendor.io/x": "true"}, ["# +bogus"])
+
+
+def test_cli_nfd_expiry(tmp_path: Path):
+    result = run_cli(["check", "--format", "nfd", "--nfd-expiry", "30m", "--exit-zero"], facts_factory=cli_facts)
+    assert result.exit_code == 0
+    assert re.search(r"^# \+expiry-time=\S+Z$", result.stdout, re.M)
+    never = run_cli(["check", "--format", "nfd", "--nfd-expiry", "never", "--exit-zero"], facts_factory=cli_facts)
+    assert "# +" not in never.stdout
+    bad = run_cli(["check", "--format", "nfd", "--nfd-expiry", "soon"], facts_factory=cli_facts)
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("kvmready: error: --nfd-expiry: ") and len(bad.stderr.splitlines()) == 1
 
 
 def test_nfd_stays_under_64_kib():
