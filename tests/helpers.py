@@ -25,6 +25,7 @@ from unittest import mock
 from typer.testing import CliRunner
 
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures" / "hosts"
 GOLDENS = TESTS / "goldens"
 
@@ -120,3 +121,11 @@ def check_of(report: Mapping[str, Any], check_id: str) -> dict:
         if check["id"] == check_id:
             return check
     raise KeyError(f"{check_id} not in the report")
+
+
+def code_blocks(path: Union[str, os.PathLike], language: str) -> List[str]:
+    """The fenced ```language blocks of a Markdown file, in order: recipes are tested as written."""
+    import re
+
+    text = Path(path).read_text(encoding="utf-8")
+    return [match.group(1) for match in re.finditer(rf"^```{re.escape(language)}\n(.*?)^```$", text, re.M | re.S)]
