@@ -9,7 +9,7 @@
   installed;
 - no recipe installs kvmready from PyPI, where the name is not published.
 
-The Ansible playbooks run for real in tests/integration/test_recipes.py and
+The Ansible playbooks run for real in tests/integration/test_install_playbook.py and
 test_ansible.py.
 """
 

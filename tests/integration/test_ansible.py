@@ -1,7 +1,7 @@
 """Ansible, for real: the custom fact and the "register, gate, collect" playbook of docs/integrations.md.
 
 The playbook is taken from the page as written (the install playbook runs in
-test_recipes.py).
+test_install_playbook.py).
 
 Runs the `ansible` and `ansible-playbook` installed next to this interpreter
 (ansible-core is in the `test` extra) against localhost over the local
