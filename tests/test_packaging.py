@@ -132,7 +132,10 @@ def test_sdist_tests_collect(tmp_path_factory: pytest.TempPathFactory):
     """Unpacked, the sdist's own test suite collects against the sdist's own package."""
     where = tmp_path_factory.mktemp("unpacked")
     with tarfile.open(built("sdist", tmp_path_factory)) as archive:
-        archive.extractall(where)
+        if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.9.17+ / 3.10.12+ / 3.11.4+ backports
+            archive.extractall(where, filter="data")
+        else:
+            archive.extractall(where)
     (root,) = where.iterdir()
     env = {"PYTHONPATH": str(root / "src"), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(where)}
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
