@@ -25,6 +25,7 @@ from unittest import mock
 from typer.testing import CliRunner
 
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures" / "hosts"
 GOLDENS = TESTS / "goldens"
 
@@ -49,8 +50,15 @@ def real_host_names() -> List[str]:
     return sorted(entry.name for entry in FIXTURES.iterdir() if entry.is_dir())
 
 
-def _runner() -> CliRunner:
-    # click < 8.2 mixes stderr into stdout unless told not to; later versions keep them apart.
+def cli_runner() -> CliRunner:
+    """typer's CliRunner with stdout and stderr kept apart, whatever click it runs on.
+
+    typer up to 0.23 (what Python 3.9 gets) runs on click 8.1, whose runner
+    mixes stderr into stdout unless told `mix_stderr=False` (and then refuses
+    `result.stderr`); typer 0.24 on (its own vendored click) and click 8.2
+    keep them apart and no longer take the argument.  Every test makes its
+    runner here (tests/test_packaging.py holds them to it).
+    """
     if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
         return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
     return CliRunner()
@@ -70,7 +78,7 @@ def run_cli(
     merged: Dict[str, Optional[str]] = dict(DEFAULT_ENV)
     merged.update(env or {})
     argv = [os.fspath(arg) for arg in args]
-    runner = _runner()
+    runner = cli_runner()
     if facts_factory is None:
         return runner.invoke(cli.app, argv, env=merged, catch_exceptions=False)
 
@@ -113,3 +121,11 @@ def check_of(report: Mapping[str, Any], check_id: str) -> dict:
         if check["id"] == check_id:
             return check
     raise KeyError(f"{check_id} not in the report")
+
+
+def code_blocks(path: Union[str, os.PathLike], language: str) -> List[str]:
+    """The fenced ```language blocks of a Markdown file, in order: recipes are tested as written."""
+    import re
+
+    text = Path(path).read_text(encoding="utf-8")
+    return [match.group(1) for match in re.finditer(rf"^```{re.escape(language)}\n(.*?)^```$", text, re.M | re.S)]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import check_of, fixture_root, run_cli
+from helpers import check_of, cli_runner, fixture_root, run_cli
 
 from kvmready import __version__
 from kvmready.checks import REGISTRY
@@ -414,6 +414,90 @@ def test_auto_colour_follows_no_color_and_term(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
     assert use_color(Color.AUTO, _Terminal()) is False
     assert use_color(Color.NEVER, _Terminal()) is False
+
+
+class _Pipe:
+    def isatty(self) -> bool:
+        return False
+
+
+def test_colour_rules_of_no_color_and_force_color(monkeypatch):
+    """no-color.org: only a non-empty NO_COLOR turns colour off; force-color.org: a non-empty FORCE_COLOR forces it.
+
+    FORCE_COLOR wins over NO_COLOR (it is the narrower wish, as in Node.js);
+    --color always/never win over both (a command-line flag overrides the environment).
+    """
+    from kvmready.cli_common import Color, use_color
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_COLOR", "")
+    assert use_color(Color.AUTO, _Terminal()) is True  # empty: as if unset
+    monkeypatch.setenv("NO_COLOR", "0")
+    assert use_color(Color.AUTO, _Terminal()) is False  # any non-empty value, even 0
+    monkeypatch.delenv("NO_COLOR")
+    assert use_color(Color.AUTO, _Pipe()) is False
+    monkeypatch.setenv("FORCE_COLOR", "")
+    assert use_color(Color.AUTO, _Pipe()) is False  # empty: as if unset
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert use_color(Color.AUTO, _Pipe()) is True
+    assert use_color(Color.AUTO, None) is True
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert use_color(Color.AUTO, _Pipe()) is True
+    assert use_color(Color.NEVER, _Terminal()) is False
+    monkeypatch.delenv("FORCE_COLOR")
+    assert use_color(Color.ALWAYS, _Pipe()) is True
+
+
+def test_force_color_colours_a_pipe(tree_factory):
+    facts = facts_of(tree_factory(vmx=False))
+    assert ANSI.search(run_cli(["check"], facts_factory=facts, env={"NO_COLOR": None, "FORCE_COLOR": "1"}).stdout)
+    assert not ANSI.search(run_cli(["check"], facts_factory=facts, env={"NO_COLOR": None, "FORCE_COLOR": ""}).stdout)
+    assert not ANSI.search(run_cli(["check", "--color", "never"], facts_factory=facts, env={"FORCE_COLOR": "1"}).stdout)
+    assert not ANSI.search(run_cli(["check", "--format", "json"], facts_factory=facts, env={"FORCE_COLOR": "1"}).stdout)
+
+
+# -- help, exit codes, completion -------------------------------------------------------------------------
+def _flat(text: str) -> str:
+    """Help text without rich's box drawing and line breaks."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.mark.parametrize("args", [["--help"], ["check", "--help"]])
+def test_help_lists_the_exit_codes(args):
+    result = run_cli(args)
+    assert result.exit_code == 0
+    text = _flat(result.stdout)
+    for code in ("0 ready", "1 not ready", "2 usage or input error", "3 indeterminate", "130 interrupted"):
+        assert code in text, code
+
+
+def test_completion_options_are_offered():
+    text = _flat(run_cli(["--help"]).stdout)
+    assert "--install-completion" in text and "--show-completion" in text
+
+
+def test_show_completion_prints_a_script():
+    from kvmready import cli
+
+    result = cli_runner().invoke(cli.app, ["--show-completion", "bash"], prog_name="kvmready", env={"NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "_KVMREADY_COMPLETE" in result.stdout and "complete " in result.stdout
+
+
+@pytest.mark.parametrize("words, cword, expected", [
+    ("kvmready ch", 1, {"check"}),
+    ("kvmready check --format ", 3, {"table", "json", "jsonl", "junit", "prometheus", "nfd"}),
+    ("kvmready check --tar", 2, {"--target"}),
+])
+def test_completion_completes(words, cword, expected):
+    from kvmready import cli
+
+    env = {"_KVMREADY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword), "NO_COLOR": "1"}
+    result = cli_runner().invoke(cli.app, [], prog_name="kvmready", env=env)
+    assert result.exit_code == 0
+    assert expected <= set(result.stdout.split()), result.stdout
 
 
 def test_json_never_carries_colour(tree_factory):

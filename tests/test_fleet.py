@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import pytest
 import typer
-from helpers import fixture_root, run_cli
+from helpers import cli_runner, fixture_root, run_cli
 from jsonschema import Draft202012Validator
 from test_render_formats import every_report
 
@@ -196,12 +196,10 @@ def test_json_lines_with_broken_lines(tmp_path: Path):
 
 
 def test_stdin(tmp_path: Path):
-    from typer.testing import CliRunner
-
     from kvmready import cli
 
     data = json.dumps(report_json(every_report()["indeterminate"], hostname="piped"))
-    result = CliRunner().invoke(cli.app, ["fleet", "summarize", "-", "--format", "json"], input=data + "\n" + data + "\n")
+    result = cli_runner().invoke(cli.app, ["fleet", "summarize", "-", "--format", "json"], input=data + "\n" + data + "\n")
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert summary["hosts"] == 2 and summary["not_ready"][0]["source"] == "-:1"

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import pytest
+from helpers import cli_runner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from tests import hostile
 
@@ -137,7 +137,7 @@ def sandbox(tmp_path, monkeypatch) -> Iterator[Sandbox]:
 def invoke(args: Sequence[str]):
     from kvmready import cli
 
-    return CliRunner().invoke(cli.app, list(args), env=ENV, catch_exceptions=True)
+    return cli_runner().invoke(cli.app, list(args), env=ENV, catch_exceptions=True)
 
 
 def traceback_of(result) -> str:

@@ -25,8 +25,8 @@ from fakes import (
     guest_problem,
     guest_wrong_byte,
 )
+from helpers import cli_runner
 from treebuilder import KVM_GID, etc_group, intel_desktop, kvm_node, make_facts, pvm_host, run_check
-from typer.testing import CliRunner
 
 from kvmready import cli, kvmapi, orchestration
 from kvmready.checks.live import UDEV_RULE, UDEV_RULE_FILE
@@ -511,7 +511,7 @@ def invoke(monkeypatch, facts, *args):
         return facts
 
     monkeypatch.setattr(orchestration, "build_facts", fake_build_facts)
-    result = CliRunner().invoke(cli.app, ["check", "--format", "json", *args])
+    result = cli_runner().invoke(cli.app, ["check", "--format", "json", *args])
     assert result.stdout.endswith("}\n"), result.output
     return result.exit_code, json.loads(result.stdout)
 

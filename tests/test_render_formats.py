@@ -7,8 +7,10 @@ trees with the fake live system (ready hosts, a real guest run).  Every
 OutputFormat member renders every one of them; then each machine format is
 held to its consumer's rules:
 
-- JUnit XML parsed with xml.etree: counts, one testcase per check, classname,
-  failure texts, and "failures or errors exactly when the exit code gates";
+- JUnit XML valid against junit-10.xsd (Jenkins' xunit plugin's schema,
+  tests/data/), then parsed with xml.etree: counts, one testcase per check,
+  classname, per-check times, failure texts, and "failures or errors exactly
+  when the exit code gates";
 - Prometheus text parsed with prometheus_client's parser, plus the rules that
   parser lets through (one HELP/TYPE per metric, before its samples,
   contiguous groups, unique series, no timestamps, a final newline);
@@ -18,15 +20,19 @@ held to its consumer's rules:
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import pytest
+import xmlschema
 from fakes import FakeKvmBackend, FakeLiveSystem, guest_emulation_stop
 from helpers import FIXED_NOW, GENERATED_AT, GOLDENS, UPDATE_GOLDENS, fixture_root, real_host_names, run_cli
 from hypothesis import given, settings
@@ -45,6 +51,7 @@ from kvmready.render.nfd import NfdRenderer
 from kvmready.schema import schema
 
 FORMAT_GOLDENS = GOLDENS / "formats"
+JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-10.xsd"
 TEST_VERSION = "0.0.0+test"
 HOSTILE = 'q"uote\\back\nline\r\x00nul\x1bESC\x7f tab\t ünï 中 \U0001f600 \ud800 ]]> <&> ${x} %s'
 
@@ -71,6 +78,7 @@ def make_check(check_id: str, severity: Severity, status: Status, **overrides) -
         remediation=f"fix {check_id}" if status in (Status.FAIL, Status.WARN) else None,
         evidence={"status": status.value, "nested": {"list": [1, 2, None], "flag": True}},
         rank=runner.RANKS.get(check_id, len(runner.RANKS)),
+        duration=0.000125 * (1 + len(check_id) % 7),  # distinct, stable times for the golden files
     )
     fields.update(overrides)
     return CheckResult(**fields)
@@ -98,6 +106,7 @@ def make_report(
         generated_at=GENERATED_AT,
         strict=strict,
         categories=CATEGORY_ORDER,
+        duration=sum(check.duration for check in checks) + 0.0015,  # the run: the checks and the host summary
     )
 
 
@@ -279,6 +288,55 @@ def expected_classname(report: Report) -> str:
     return "kvmready." + (re.sub(r"[^A-Za-z0-9_-]", "_", junit.xml_text(hostname)) if hostname else "unknown")
 
 
+_XSD: List[xmlschema.XMLSchema] = []
+
+
+def junit_xsd() -> xmlschema.XMLSchema:
+    if not _XSD:
+        _XSD.append(xmlschema.XMLSchema(str(JUNIT_XSD)))
+    return _XSD[0]
+
+
+def test_junit_is_valid_against_junit_10_xsd(report: Report):
+    text = OutputFormat.JUNIT.renderer().render(report)
+    errors = list(junit_xsd().iter_errors(text))
+    assert not errors, errors[0]
+
+
+def test_the_xsd_check_can_fail():
+    """The schema is strict where it matters: `skipped` on <testsuites> is what it rejected."""
+    text = OutputFormat.JUNIT.renderer().render(every_report()["mixed"])
+    assert junit_xsd().is_valid(text)
+    assert not junit_xsd().is_valid(text.replace('<testsuites name="kvmready"', '<testsuites name="kvmready" skipped="1"', 1))
+    assert not junit_xsd().is_valid(text.replace("<properties>", "<properties><bogus/>", 1))
+
+
+def test_junit_times_are_the_checks_durations(report: Report):
+    root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    for check in report.checks:
+        assert cases[junit.xml_text(check.id)].get("time") == f"{check.duration:.6f}"
+    total = sum(check.duration for check in report.checks)
+    for element in (root, root.find("testsuite")):
+        assert re.fullmatch(r"\d+\.\d{6}", element.get("time"))
+        assert float(element.get("time")) == pytest.approx(max(report.duration, total), abs=1e-6)
+    if report.checks:
+        assert float(root.get("time")) > 0
+
+
+def test_junit_times_are_measured():
+    """Through the runner, checks are timed and the run takes at least as long as its checks."""
+    report = every_report()["intel-desktop-workstation"]
+    assert all(check.duration >= 0 for check in report.checks) and any(check.duration > 0 for check in report.checks)
+    assert report.duration >= sum(check.duration for check in report.checks) > 0
+    assert report.to_dict() == runner.build_report(*_intel_desktop(), now=FIXED_NOW).to_dict()  # times stay out of the JSON
+
+
+def _intel_desktop():
+    facts = make_facts(intel_desktop(params={"kvm": {"enable_vmware_backdoor": "Y"}}), FakeLiveSystem(groups=(1000, KVM_GID)), vm_dir="/")
+    return facts, Target.WORKSTATION, runner.run(facts, Target.WORKSTATION)
+
+
 def test_junit_structure(report: Report):
     root = parse_junit(OutputFormat.JUNIT.renderer().render(report))
     assert root.tag == "testsuites"
@@ -294,8 +352,9 @@ def test_junit_structure(report: Report):
         assert element.get("tests") == str(len(report.checks))
         assert element.get("failures") == str(counted["failure"])
         assert element.get("errors") == str(counted["error"])
-        assert element.get("skipped") == str(counted["skipped"])
         assert float(element.get("time")) >= 0
+    assert suite.get("skipped") == str(counted["skipped"])
+    assert root.get("skipped") is None  # not allowed on <testsuites> by junit-10.xsd
     properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert properties["verdict"] == report.verdict.value
     assert properties["exit_code"] == str(report.exit_code)
@@ -446,10 +505,26 @@ def test_prometheus_follows_the_textfile_rules(report: Report):
     textfile_rules(text)
     samples = parse_prometheus(text)
     assert set(samples) == {
-        "kvmready_ready", "kvmready_verdict", "kvmready_exit_code", "kvmready_checks",
-        "kvmready_check_status", "kvmready_info", "kvmready_last_run_timestamp_seconds",
+        "kvmready_ready", "kvmready_verdict", "kvmready_waiting_on_upstream", "kvmready_exit_code", "kvmready_checks",
+        "kvmready_check_status", "kvmready_build_info", "kvmready_host_info",
+        "kvmready_last_run_timestamp_seconds", "kvmready_last_run_duration_seconds",
     }
     assert not any(name.endswith("_total") for name in samples)
+    assert '=""' not in text, "an empty label value (Prometheus reads it as no label): leave the label out"
+
+
+def promtool() -> Optional[str]:
+    """promtool from $KVMREADY_PROMTOOL or PATH (.ci/run fetches Debian's where it can)."""
+    found = os.environ.get("KVMREADY_PROMTOOL") or shutil.which("promtool")
+    return found if found and os.access(found, os.X_OK) else None
+
+
+@pytest.mark.skipif(promtool() is None, reason="promtool is not installed (Debian: the prometheus package; .ci/run fetches it)")
+def test_prometheus_passes_promtool(report: Report):
+    """Prometheus's own linter: `promtool check metrics` (exit 0 and no lint problem)."""
+    text = OutputFormat.PROMETHEUS.renderer().render(report)
+    done = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
 def test_prometheus_values(report: Report):
@@ -459,6 +534,7 @@ def test_prometheus_values(report: Report):
     verdicts = {s.labels["verdict"]: s.value for s in samples["kvmready_verdict"]}
     assert verdicts == {v.value: (1.0 if v is report.verdict else 0.0) for v in Verdict}
     assert samples["kvmready_exit_code"][0].value == report.exit_code
+    assert [s.value for s in samples["kvmready_waiting_on_upstream"]] == [1.0 if report.waiting_on_upstream else 0.0]
     assert {s.labels["status"]: s.value for s in samples["kvmready_checks"]} == {k: float(v) for k, v in report.summary.items()}
     per_check: Dict[str, Dict[str, float]] = {}
     for sample in samples["kvmready_check_status"]:
@@ -467,11 +543,22 @@ def test_prometheus_values(report: Report):
     for check in report.checks:
         assert per_check[check.id] == {s.value: (1.0 if s is check.status else 0.0) for s in Status}
     assert samples["kvmready_last_run_timestamp_seconds"][0].value == FIXED_NOW.timestamp()
-    (info,) = samples["kvmready_info"]
-    assert info.value == 1
-    assert info.labels["version"] == report.tool_version
-    assert info.labels["target"] == report.target.value
-    assert info.labels["kernel"] == prometheus_label(report.host["kernel"]["release"])
+    (duration,) = samples["kvmready_last_run_duration_seconds"]
+    assert duration.value == pytest.approx(report.duration, abs=1e-6)
+    (build,) = samples["kvmready_build_info"]
+    assert build.value == 1 and build.labels == {"target": report.target.value, "version": report.tool_version}
+    (host,) = samples["kvmready_host_info"]
+    assert host.value == 1
+    expected = {
+        "target": report.target.value,
+        "source": report.host.get("source"),
+        "kvm_module": (report.host.get("kvm") or {}).get("module"),
+        "virtualization": (report.host.get("cpu") or {}).get("virtualization"),
+        "hypervisor": report.host.get("hypervisor"),
+    }
+    assert host.labels == {name: prometheus_label(value) for name, value in expected.items() if prometheus_label(value)}
+    # What node_exporter exports already (node_uname_info, node_os_info) stays out.
+    assert not {"kernel", "kernel_version", "arch", "os_id", "os_version", "version"} & set(host.labels)
 
 
 def prometheus_label(value) -> str:
@@ -484,24 +571,32 @@ def test_prometheus_escapes_label_values():
     report = every_report()["hostile"]
     text = OutputFormat.PROMETHEUS.renderer().render(report)
     text.encode("utf-8")  # no lone surrogate left
-    (info,) = parse_prometheus(text)["kvmready_info"]
-    for label in ("kernel", "os_id", "os_version", "hypervisor", "kvm_module"):
+    (info,) = parse_prometheus(text)["kvmready_host_info"]
+    for label in ("hypervisor", "kvm_module"):
         assert info.labels[label] == prometheus_label(HOSTILE)
     assert '\\"' in text and "\\\\" in text and "\\n" in text
 
 
 @settings(max_examples=200, deadline=None)
-@given(release=st.text(), os_name=st.text())
-def test_prometheus_any_label_value_round_trips(release, os_name):
+@given(hypervisor=st.text(), module=st.text())
+def test_prometheus_any_label_value_round_trips(hypervisor, module):
     host = sample_host()
-    host["kernel"] = {"release": release, "version": None}
-    host["os"] = {"id": os_name, "version": None, "name": None}
+    host["hypervisor"] = hypervisor
+    host["kvm"] = dict(host["kvm"], module=module)
     text = OutputFormat.PROMETHEUS.renderer().render(make_report(all_pass(), host=host))
     textfile_rules(text)
-    (info,) = parse_prometheus(text)["kvmready_info"]
-    assert info.labels["kernel"] == prometheus_label(release)
-    assert info.labels["os_id"] == prometheus_label(os_name)
-    assert info.labels["kernel_version"] == ""
+    assert '=""' not in text
+    (info,) = parse_prometheus(text)["kvmready_host_info"]
+    assert info.labels.get("hypervisor", "") == prometheus_label(hypervisor)
+    assert info.labels.get("kvm_module", "") == prometheus_label(module)
+
+
+def test_prometheus_leaves_unknown_facts_out():
+    """An empty label value reads as no label in Prometheus: an unknown fact is no label, not `=""`."""
+    text = OutputFormat.PROMETHEUS.renderer().render(every_report()["all-skipped"])
+    (info,) = parse_prometheus(text)["kvmready_host_info"]
+    assert info.labels == {"target": "workstation", "source": "root"}
+    assert 'kvmready_host_info{source="root",target="workstation"} 1\n' in text
 
 
 def test_prometheus_rules_catch_what_the_parser_lets_through():
@@ -536,13 +631,50 @@ K8S_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+def nfd_worker_parse(text: str, now: datetime.datetime) -> Tuple[Dict[str, str], List[str]]:
+    """What nfd-worker's local source makes of a feature file at `now`: (labels, directive errors).
+
+    Written after source/local/local.go (parseFeatureFile): lines are
+    trimmed; `#` lines are comments, `# +` lines directives (`expiry-time=`
+    RFC 3339, `no-label`, `no-feature`; anything else is an error it logs);
+    the expiry in force applies to the lines after it, and a line whose
+    expiry is before `now` is dropped; `key` alone means `key=true`.
+    """
+    labels: Dict[str, str] = {}
+    errors: List[str] = []
+    expiry = now
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith("# +"):
+                key, _, value = line[3:].partition("=")
+                if key == "expiry-time":
+                    try:
+                        expiry = datetime.datetime.strptime(value.strip(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+                    except ValueError:
+                        errors.append(line)
+                elif key not in ("no-label", "no-feature"):
+                    errors.append(line)
+            continue
+        if expiry < now:
+            continue
+        key, sep, value = line.partition("=")
+        labels[key] = value if sep else "true"
+    return labels, errors
+
+
 def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
     assert text.endswith("\n")
     assert len(text.encode("utf-8")) < 65536
     labels: Dict[str, str] = {}
+    directives = []
     for line in text[:-1].split("\n"):
         if line.startswith("#"):
-            assert not line.startswith("# +"), "a comment that nfd-worker would read as a directive"
+            if line.startswith("# +"):
+                assert not labels, "a directive after labels applies only to the labels after it"
+                directives.append(line)
             continue
         key, _, value = line.partition("=")
         assert _ == "=", line
@@ -554,6 +686,7 @@ def nfd_labels(text: str, prefix: str = nfd.DEFAULT_PREFIX) -> Dict[str, str]:
         assert 1 <= len(value) <= 63 and K8S_VALUE.match(value), value
         assert name not in labels, f"{name} twice"
         labels[name] = value
+    assert all(re.fullmatch(r"# \+expiry-time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line) for line in directives), directives
     return labels
 
 
@@ -589,6 +722,7 @@ def test_nfd_pipeline_hosts():
     desktop = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["intel-desktop-workstation"]))
     # not ready for a KVM-backed Workstation (no released kernel has VMware's support), yet KVM itself is usable
     assert desktop["ready"] == "false" and desktop["kvm-usable"] == "true" and desktop["kvm-device"] == "true"
+    assert desktop["waiting-on-upstream"] == "true" and guest["waiting-on-upstream"] == "false"
     offline = nfd_labels(OutputFormat.NFD.renderer().render(every_report()["lscpu-x86_64-epyc_7451-kvm"]))
     assert "kvm-usable" not in offline  # skipped offline: no claim either way
     assert desktop["kvm-paravirtual"] == "false"
@@ -638,6 +772,53 @@ def test_nfd_prefix():
     assert OutputFormat.NFD.renderer(nfd_prefix="example.com").render(report).startswith("#")
     with pytest.raises(ValueError):
         NfdRenderer(prefix="kubernetes.io")
+
+
+def test_nfd_expiry_directive_as_nfd_worker_reads_it(report: Report):
+    text = OutputFormat.NFD.renderer().render(report)
+    generated = datetime.datetime.strptime(report.generated_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    assert f"# +expiry-time={(generated + datetime.timedelta(hours=2)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n" in text
+    fresh, errors = nfd_worker_parse(text, generated + datetime.timedelta(hours=1, minutes=59))
+    assert not errors
+    assert {f"{nfd.DEFAULT_PREFIX}/{name}": value for name, value in nfd_labels(text).items()} == fresh
+    stale, _ = nfd_worker_parse(text, generated + datetime.timedelta(hours=2, seconds=1))
+    assert stale == {}, "labels outlive the expiry"
+
+
+def test_nfd_expiry_is_configurable():
+    report = every_report()["ready"]
+    assert "# +expiry-time=2000-01-01T01:30:00Z\n" in NfdRenderer(expiry="90m").render(report)
+    assert "# +expiry-time=2000-01-02T12:00:00Z\n" in NfdRenderer(expiry="1d12h").render(report)
+    for never in ("never", "none", "0", None):
+        text = NfdRenderer(expiry=never).render(report)
+        assert "# +" not in text
+        assert nfd_worker_parse(text, datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc))[0]  # never expires
+    assert nfd.parse_expiry("45s") == 45 and nfd.parse_expiry(" 2H ") == 7200 and nfd.parse_expiry("1h30m") == 5400
+    for bad in ("", "2", "h", "-1h", "2 h", "1.5h", "3651d", "1w", "soon"):
+        with pytest.raises(ValueError):
+            nfd.parse_expiry(bad)
+
+
+def test_nfd_worker_parse_drops_expired_lines():
+    """The model of nfd-worker's parser, checked against NFD's documented example."""
+    text = ("# +expiry-time=2012-07-28T11:22:33Z\nvendor.io/feature1=featureValue\n\n"
+            "# +expiry-time=2080-07-28T11:22:33Z\nvendor.io/feature2=featureValue2\n\n"
+            "# +expiry-time=2070-07-28T11:22:33Z\nvendor.io/feature3=featureValue3\n\n"
+            "# +expiry-time=2002-07-28T11:22:33Z\nvendor.io/feature4=featureValue4\n")
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert nfd_worker_parse(text, now) == ({"vendor.io/feature2": "featureValue2", "vendor.io/feature3": "featureValue3"}, [])
+    assert nfd_worker_parse("# +bogus\nvendor.io/x\n", now) == ({"vendor.io/x": "true"}, ["# +bogus"])
+
+
+def test_cli_nfd_expiry(tmp_path: Path):
+    result = run_cli(["check", "--format", "nfd", "--nfd-expiry", "30m", "--exit-zero"], facts_factory=cli_facts)
+    assert result.exit_code == 0
+    assert re.search(r"^# \+expiry-time=\S+Z$", result.stdout, re.M)
+    never = run_cli(["check", "--format", "nfd", "--nfd-expiry", "never", "--exit-zero"], facts_factory=cli_facts)
+    assert "# +" not in never.stdout
+    bad = run_cli(["check", "--format", "nfd", "--nfd-expiry", "soon"], facts_factory=cli_facts)
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("kvmready: error: --nfd-expiry: ") and len(bad.stderr.splitlines()) == 1
 
 
 def test_nfd_stays_under_64_kib():

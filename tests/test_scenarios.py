@@ -27,9 +27,9 @@ from typing import Callable, Dict, Optional, Tuple
 
 import pytest
 from fakes import GIB, FakeKvmBackend, FakeLiveSystem, guest_emulation_stop
+from helpers import cli_runner
 from jsonschema import Draft202012Validator
 from treebuilder import KVM_GID, Tree, amd_desktop, intel_desktop, kvm_guest, pvm_host
-from typer.testing import CliRunner
 
 from kvmready import cli, orchestration
 from kvmready.facts import Facts
@@ -223,7 +223,7 @@ def test_the_report_schema_itself_is_valid():
 @pytest.mark.parametrize("name, target", CASES, ids=IDS)
 def test_cli_prints_the_golden_report_and_exits_with_its_code(monkeypatch, name, target):
     monkeypatch.setattr(orchestration, "build_facts", lambda **kwargs: facts_of(name))
-    result = CliRunner().invoke(cli.app, ["check", "--format", "json", "--target", target])
+    result = cli_runner().invoke(cli.app, ["check", "--format", "json", "--target", target])
     assert result.stdout.endswith("}\n") and not result.stdout.endswith("\n\n")
     data = normalise(json.loads(result.stdout))
     golden = json.loads((GOLDENS / f"{name}-{target}.json").read_text(encoding="utf-8"))
@@ -279,7 +279,7 @@ def test_a_fully_prepared_host_is_not_ready_only_because_upstream_has_not_shippe
 
 def test_the_table_says_ready_in_every_other_respect_in_one_line(monkeypatch):
     monkeypatch.setattr(orchestration, "build_facts", lambda **kwargs: facts_of("ready-intel"))
-    result = CliRunner().invoke(cli.app, ["check", "--color", "never"], env={"COLUMNS": "80"})
+    result = cli_runner().invoke(cli.app, ["check", "--color", "never"], env={"COLUMNS": "80"})
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     verdict = next(i for i, line in enumerate(lines) if line.startswith("NOT READY for workstation (exit 1)"))
@@ -289,7 +289,7 @@ def test_the_table_says_ready_in_every_other_respect_in_one_line(monkeypatch):
 
 def test_gating_on_prepared_skips_the_upstream_check_and_exits_0(monkeypatch):
     monkeypatch.setattr(orchestration, "build_facts", lambda **kwargs: facts_of("ready-intel"))
-    result = CliRunner().invoke(cli.app, ["check", "--format", "json", "--skip", "vmware.kvm-support"])
+    result = cli_runner().invoke(cli.app, ["check", "--format", "json", "--skip", "vmware.kvm-support"])
     data = json.loads(result.stdout)
     assert (result.exit_code, data["verdict"], data["waiting_on_upstream"]) == (0, "ready", [])
 

@@ -18,10 +18,20 @@ from kvmready.model import DEFAULT_VM_DIR, Target
 from kvmready.outfile import STDOUT_NAMES
 from kvmready.render import OutputFormat
 
+# Shown under `--help` (the table is in README.md, "Exit codes").
+EXIT_CODES = (
+    "Exit codes: 0 ready (warnings allowed); 1 not ready (a required check failed; with --strict also a warning); "
+    "2 usage or input error; 3 indeterminate (a required check could not be decided); 130 interrupted. "
+    "--exit-zero always exits 0."
+)
+
 app = typer.Typer(
     name="kvmready",
     help="Can this Linux host run a KVM-backed VMware Workstation? Checks with evidence, JSON and CI exit codes.",
-    add_completion=False,
+    epilog=EXIT_CODES,
+    # --install-completion and --show-completion.  typer imports its completion code with itself, so this
+    # adds two options and nothing to start-up; the scripts are made only when asked for.
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -46,7 +56,7 @@ def _split(values: Optional[List[str]]) -> List[str]:
     return [part.strip() for value in values or () for part in value.split(",")]
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def check(
     target: Target = typer.Option(Target.WORKSTATION, "--target", "-t", help="What the host should be ready for."),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="Report format."),
@@ -55,12 +65,22 @@ def check(
     skip: Optional[List[str]] = typer.Option(None, "--skip", metavar="ID", help="Leave out these checks (same forms as --only)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings too."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Always exit 0 (report only)."),
-    color: Color = typer.Option(Color.AUTO, "--color", help="Colour the table: auto (a terminal without NO_COLOR), always, never."),
+    color: Color = typer.Option(
+        Color.AUTO,
+        "--color",
+        help="Colour the table: auto (a terminal, unless NO_COLOR is set non-empty or TERM=dumb; FORCE_COLOR set non-empty forces it), always, never.",
+    ),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
     snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE", help="Judge the host captured in FILE by `kvmready snapshot`."),
     vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
     nfd_prefix: Optional[str] = typer.Option(
         None, "--nfd-prefix", metavar="DOMAIN", help="Label prefix for --format nfd: a DNS subdomain you own (default kvmready.io)."
+    ),
+    nfd_expiry: Optional[str] = typer.Option(
+        None,
+        "--nfd-expiry",
+        metavar="DURATION",
+        help="For --format nfd: how long nfd-worker keeps the labels unless the file is rewritten (default 2h; 90m, 1d, never). Longer than the refresh interval.",
     ),
 ) -> None:
     """Check this host (or a --root tree, or a --snapshot) and report a verdict with evidence."""
@@ -74,13 +94,20 @@ def check(
         problem = prefix_problem(nfd_prefix)
         if problem:
             fail_input(f"--nfd-prefix: {problem}")
+    if nfd_expiry is not None:
+        from kvmready.render.nfd import parse_expiry
+
+        try:
+            parse_expiry(nfd_expiry)
+        except ValueError as error:
+            fail_input(f"--nfd-expiry: {error}")
     try:
         facts = orchestration.build_facts(root=root, vm_dir=vm_dir, snapshot=snapshot)
         report = orchestration.check(facts, target, only=_split(only), skip=_split(skip), strict=strict, exit_zero=exit_zero)
     except orchestration.InputError as error:
         fail_input(str(error))
     stream_color = use_color(color, sys.stdout) if not output or output in STDOUT_NAMES else color is Color.ALWAYS
-    renderer = output_format.renderer(width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix)
+    renderer = output_format.renderer(width=terminal_width(), color=stream_color, nfd_prefix=nfd_prefix, nfd_expiry=nfd_expiry)
     write_output(renderer.render(report), output)
     if output and output not in STDOUT_NAMES:
         say(f"kvmready: {report.verdict.value} (exit {report.exit_code}); report written to {output}")

@@ -39,11 +39,25 @@ def fail_input(message: str) -> NoReturn:
 
 
 def use_color(choice: Color, stream: Optional[IO[str]]) -> bool:
-    if choice is Color.ALWAYS:
+    """Whether to colour `stream`.
+
+    `--color always|never` wins (no-color.org: a command-line flag overrides
+    the environment).  Under `auto`: FORCE_COLOR set to anything but the empty
+    string forces colour (force-color.org), NO_COLOR set to anything but the
+    empty string turns it off (no-color.org), else colour a terminal whose
+    TERM is not `dumb`.
+    """
+    if choice is not Color.AUTO:
+        return choice is Color.ALWAYS
+    if os.environ.get("FORCE_COLOR"):
         return True
-    if choice is Color.NEVER or "NO_COLOR" in os.environ or stream is None:
+    if os.environ.get("NO_COLOR") or stream is None:
         return False
-    return stream.isatty() and os.environ.get("TERM", "") not in ("dumb", "unknown")
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False
+    return terminal and os.environ.get("TERM", "") not in ("dumb", "unknown")
 
 
 def terminal_width() -> int:

@@ -49,7 +49,7 @@ def fleet_summarize(
     ),
     output_format: FleetFormat = typer.Option(FleetFormat.TABLE, "--format", "-f", help="table or json."),
     top: Optional[int] = typer.Option(
-        None, "--top", min=0, help="How many failing checks to list (default: 10 in the table, all in JSON; 0: all)."
+        None, "--top", min=0, metavar="N", help="How many failing checks to list (default: 10 in the table, all in JSON; 0: all)."
     ),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the summary to FILE (atomically) instead of stdout."),
 ) -> None:

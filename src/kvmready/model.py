@@ -102,6 +102,8 @@ class CheckResult(NamedTuple):
     evidence: Mapping[str, Any]
     rank: int = 0  # the check's place in the registry: the order a reader should see it in (not in the JSON)
     waiting_on_upstream: bool = False  # see Outcome
+    # Seconds the check took in this run, the facts it was first to read included (not in the JSON: see Report).
+    duration: float = 0.0
 
     @property
     def is_warning(self) -> bool:
@@ -144,6 +146,10 @@ class Report(NamedTuple):
     # The required checks that fail only because upstream has not shipped something yet, when they are the
     # only failing required checks: "ready in every other respect".  Empty otherwise.
     waiting_on_upstream: Tuple[str, ...] = ()
+    # Seconds the run took: every check (and the facts they read) plus the host summary.  Not in the
+    # JSON, which describes the host and stays the same for the same input; JUnit's `time` attributes
+    # and the Prometheus run-duration gauge carry it.
+    duration: float = 0.0
 
     @property
     def summary(self) -> Dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from kvmready import __version__
@@ -73,7 +74,9 @@ def _reject_unknown(patterns: Iterable[str], option: str) -> None:
 
 def run_check(row: Row, facts: Facts, policy: Policy) -> CheckResult:
     spec = row.spec
+    started = time.perf_counter()
     outcome = _outcome(row, facts, policy)
+    duration = time.perf_counter() - started
     evidence = dict(outcome.evidence)
     captured_at = facts.captured_live.captured_at if facts.captured_live is not None else None
     if spec.live and captured_at and outcome.status is not Status.SKIP:
@@ -90,6 +93,7 @@ def run_check(row: Row, facts: Facts, policy: Policy) -> CheckResult:
         evidence=evidence,
         rank=RANKS[spec.id],
         waiting_on_upstream=outcome.waiting_on_upstream and outcome.status is Status.FAIL,
+        duration=duration,
     )
 
 
@@ -171,17 +175,21 @@ def build_report(
 ) -> Report:
     from kvmready.summary import host_summary
 
+    started = time.perf_counter()
+    host = host_summary(facts)
+    duration = time.perf_counter() - started + sum(result.duration for result in results)
     verdict = verdict_of(results)
     return Report(
         tool_version=__version__,
         target=target,
         verdict=verdict,
         exit_code=exit_code_of(verdict, strict, exit_zero),
-        host=host_summary(facts),
+        host=host,
         checks=tuple(sorted(results, key=lambda r: r.id)),
         reasons=tuple(reasons_of(results, verdict)),
         generated_at=utc_timestamp(now),
         strict=strict,
         categories=CATEGORY_ORDER,
         waiting_on_upstream=tuple(waiting_on_upstream_of(results)),
+        duration=duration,
     )

@@ -1,4 +1,7 @@
-"""Ansible, for real: the custom fact and the playbook recipe of docs/integrations.md.
+"""Ansible, for real: the custom fact and the "register, gate, collect" playbook of docs/integrations.md.
+
+The playbook is taken from the page as written (the install playbook runs in
+test_install_playbook.py).
 
 Runs the `ansible` and `ansible-playbook` installed next to this interpreter
 (ansible-core is in the `test` extra) against localhost over the local
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
+from helpers import REPO, code_blocks
 from jsonschema import Draft202012Validator
 
 import kvmready
@@ -144,44 +149,31 @@ def test_ansible_collects_the_fact(tmp_path: Path):
         assert document["verdicts"][fact["verdict"]] == 1
 
 
-PLAYBOOK = """\
-- name: KVM readiness
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Run kvmready
-      ansible.builtin.command: "{{ kvmready }} check --format json"   # docs: kvmready check --format json
-      register: r
-      changed_when: false
-      failed_when: r.rc not in [0, 1]
+def register_playbook() -> str:
+    """The "register, gate, collect" playbook of docs/integrations.md, as written."""
+    (block,) = [block for block in code_blocks(REPO / "docs" / "integrations.md", "yaml") if block.startswith("- name: KVM readiness\n")]
+    return block
 
-    - name: Keep the report as a fact
-      ansible.builtin.set_fact:
-        kvmready_report: "{{ r.stdout | from_json }}"
 
-    - name: Save the report on the controller, one file per host
-      ansible.builtin.copy:
-        content: "{{ r.stdout }}"
-        dest: "{{ playbook_dir }}/reports/{{ inventory_hostname }}.json"
-        mode: "0644"
-      delegate_to: localhost
-
-    - name: Show the verdict
-      ansible.builtin.debug:
-        msg: "{{ inventory_hostname }}: {{ kvmready_report.verdict }} ({{ kvmready_report.reasons | join(', ') }})"
-"""
+def kvmready_on_path(tmp_path: Path, env: Dict[str, str]) -> Dict[str, str]:
+    """A `kvmready` command on PATH that runs this environment's kvmready, as the playbook expects."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "kvmready"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m kvmready "$@"\n')
+    wrapper.chmod(0o755)
+    return dict(env, PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
 
 
 def test_the_playbook_recipe(tmp_path: Path):
-    env = ansible_env(tmp_path)
-    (tmp_path / "kvmready.yml").write_text(PLAYBOOK)
+    env = kvmready_on_path(tmp_path, ansible_env(tmp_path))
+    (tmp_path / "kvmready.yml").write_text(register_playbook())
     reports = tmp_path / "reports"
     reports.mkdir()
     direct = kvmready_run("check", "--format", "json")
     done = subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-c", "local", "-i", "localhost,", "kvmready.yml",
-         "-e", f"ansible_python_interpreter={sys.executable}",
-         "-e", f"kvmready='{sys.executable} -m kvmready'"],
+         "-e", f"ansible_python_interpreter={sys.executable}"],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path),
     )
     if direct.returncode in (0, 1):

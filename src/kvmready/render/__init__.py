@@ -29,7 +29,14 @@ class OutputFormat(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    def renderer(self, *, width: Optional[int] = None, color: bool = False, nfd_prefix: Optional[str] = None) -> Renderer:
+    def renderer(
+        self,
+        *,
+        width: Optional[int] = None,
+        color: bool = False,
+        nfd_prefix: Optional[str] = None,
+        nfd_expiry: Optional[str] = None,
+    ) -> Renderer:
         """The renderer of this format, with the options that apply to it."""
         if self is OutputFormat.TABLE:
             from kvmready.render.table import TableRenderer
@@ -52,7 +59,7 @@ class OutputFormat(str, enum.Enum):
 
             return PrometheusRenderer()
         if self is OutputFormat.NFD:
-            from kvmready.render.nfd import DEFAULT_PREFIX, NfdRenderer
+            from kvmready.render.nfd import DEFAULT_EXPIRY, DEFAULT_PREFIX, NfdRenderer
 
-            return NfdRenderer(prefix=nfd_prefix or DEFAULT_PREFIX)
+            return NfdRenderer(prefix=nfd_prefix or DEFAULT_PREFIX, expiry=nfd_expiry or DEFAULT_EXPIRY)
         raise AssertionError(f"unhandled format {self!r}")

@@ -3,7 +3,14 @@
 One `<testsuites>` with one `<testsuite>` (this host, this target) and one
 `<testcase>` per check, in the report's order (sorted by id):
 
-    <testcase name="kvm.device" classname="kvmready.<host>" time="0">
+    <testcase name="kvm.device" classname="kvmready.<host>" time="0.000153">
+
+The file is valid against junit-10.xsd, the schema Jenkins' xunit plugin
+validates against and pytest writes to (tests/data/junit-10.xsd): so
+`<testsuites>` carries tests, failures, errors and time but no `skipped`
+(which only `<testsuite>` may carry).  `time` is in seconds: a testcase's is
+how long its check took (the facts it was first to read included), the
+suite's how long the run took.
 
 The test report mirrors the exit code: a testcase fails exactly when its
 check is one of the reasons `kvmready check` exits non-zero.
@@ -92,8 +99,13 @@ def _body(check: CheckResult) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def seconds(value: float) -> str:
+    """A duration as JUnit's `time`: seconds, a plain decimal (no exponent) to the microsecond."""
+    return f"{max(value, 0.0):.6f}"
+
+
 def _testcase(parent: ET.Element, check: CheckResult, klass: str, strict: bool) -> Optional[str]:
-    case = ET.SubElement(parent, "testcase", {"name": xml_text(check.id), "classname": klass, "time": "0"})
+    case = ET.SubElement(parent, "testcase", {"name": xml_text(check.id), "classname": klass, "time": seconds(check.duration)})
     kind = outcome(check, strict)
     if kind == "skipped":
         ET.SubElement(case, "skipped", {"message": xml_text(check.summary)})
@@ -149,14 +161,9 @@ def _render(report: Report) -> str:
         kind = _testcase(suite, check, klass, report.strict)
         if kind is not None:
             counts[kind] += 1
-    totals = {
-        "tests": str(len(report.checks)),
-        "failures": str(counts["failure"]),
-        "errors": str(counts["error"]),
-        "skipped": str(counts["skipped"]),
-        "time": "0",
-    }
-    for element in (root, suite):
-        element.attrib.update(totals)
+    tests = {"tests": str(len(report.checks)), "failures": str(counts["failure"]), "errors": str(counts["error"])}
+    elapsed = {"time": seconds(max(report.duration, sum(check.duration for check in report.checks)))}
+    root.attrib.update({**tests, **elapsed})
+    suite.attrib.update({**tests, "skipped": str(counts["skipped"]), **elapsed})  # junit-10.xsd: `skipped` on a testsuite only
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

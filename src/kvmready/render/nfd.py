@@ -12,9 +12,19 @@ not fit is made to fit (other characters become `-`, then it is cut and
 trimmed); a label with nothing left is left out.  The file stays far under
 nfd-worker's 64 KiB limit (checked here anyway).
 
+Expiry: before the labels the file carries nfd-worker's directive
+`# +expiry-time=<RFC 3339 time>`, the report's time plus `--nfd-expiry`
+(DEFAULT_EXPIRY, two hours).  nfd-worker ignores the labels after that time,
+so when the timer or DaemonSet that rewrites the file stops, the labels go
+at nfd-worker's next re-discovery instead of describing the node forever.
+`--nfd-expiry never` leaves the directive out.  nfd-worker reads the file
+again when it changes (recent releases watch features.d; older ones at every
+sleepInterval), so each rewrite renews the expiry.
+
 Labels, under DEFAULT_PREFIX (`kvmready.io`):
 
     ready=true|false                 verdict ready or ready_with_warnings
+    waiting-on-upstream=true|false   ready in every other respect: only checks upstream owes fail
     verdict=ready|ready_with_warnings|not_ready|indeterminate
     target=workstation|kvm
     version=0.1.0                    kvmready's version
@@ -36,10 +46,15 @@ from __future__ import annotations
 import re
 from typing import Any, List, Optional, Tuple
 
-from kvmready.model import Report, Status, Verdict
+from kvmready.model import TIMESTAMP_FORMAT, Report, Status, Verdict
 from kvmready.render.common import dig
 
 DEFAULT_PREFIX = "kvmready.io"
+DEFAULT_EXPIRY = "2h"  # four runs of the documented 30-minute timer
+EXPIRY_DIRECTIVE = "# +expiry-time="  # nfd-worker's local source: RFC 3339, applies to the lines after it
+NEVER = ("never", "none", "0")
+MAX_EXPIRY_SECONDS = 3650 * 86400
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 MAX_FILE_BYTES = 65536  # nfd-worker's MaxFeatureFileSize: larger files are skipped
 MAX_NAME = 63
 MAX_VALUE = 63
@@ -62,6 +77,30 @@ def prefix_problem(prefix: str) -> Optional[str]:
         if prefix == reserved or prefix.endswith("." + reserved):
             return f"{prefix!r} is reserved for Kubernetes (nfd-master drops labels under {reserved})"
     return None
+
+
+def parse_expiry(text: str) -> Optional[int]:
+    """`2h`, `90m`, `1d12h`, `45s` -> seconds; `never` (or `none`, `0`) -> None.  ValueError otherwise."""
+    cleaned = text.strip().lower()
+    if cleaned in NEVER:
+        return None
+    match = _DURATION.match(cleaned)
+    if not cleaned or not match:
+        raise ValueError(f"{text!r} is not a duration: use a number with d, h, m or s (2h, 90m, 1d12h), or never")
+    days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if not 0 < total <= MAX_EXPIRY_SECONDS:
+        raise ValueError(f"{text!r}: give a duration between 1s and 3650d, or never")
+    return total
+
+
+def expiry_time(generated_at: str, seconds: int) -> str:
+    """The report's time plus `seconds`, in RFC 3339 (as nfd-worker's time.RFC3339 parses it)."""
+    import calendar
+    import time
+
+    moment = calendar.timegm(time.strptime(generated_at, TIMESTAMP_FORMAT)) + seconds
+    return time.strftime(TIMESTAMP_FORMAT, time.gmtime(moment))
 
 
 def label_part(value: Any, limit: int = MAX_VALUE) -> str:
@@ -88,6 +127,7 @@ def labels(report: Report) -> List[Tuple[str, str]]:
     host = report.host
     pairs: List[Tuple[str, Any]] = [
         ("ready", _bool(report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS))),
+        ("waiting-on-upstream", _bool(bool(report.waiting_on_upstream))),
         ("verdict", report.verdict.value),
         ("target", report.target.value),
         ("version", report.tool_version),
@@ -135,21 +175,26 @@ def labels(report: Report) -> List[Tuple[str, str]]:
 
 
 class NfdRenderer:
-    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+    """`expiry`: a duration for parse_expiry (`2h`), or None for no expiry directive."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, expiry: Optional[str] = DEFAULT_EXPIRY) -> None:
         problem = prefix_problem(prefix)
         if problem:
             raise ValueError(problem)
         self.prefix = prefix
+        self.expiry_seconds = parse_expiry(expiry) if expiry is not None else None
 
     def render(self, report: Report) -> str:
-        return _render(report, self.prefix)
+        return _render(report, self.prefix, self.expiry_seconds)
 
 
-def _render(report: Report, prefix: str) -> str:
+def _render(report: Report, prefix: str, expiry_seconds: Optional[int] = None) -> str:
     header = [
         f"# kvmready {label_part(report.tool_version)}: Node Feature Discovery labels for target {report.target.value}",
         f"# generated {_CONTROL.sub(' ', report.generated_at)}; rewritten by `kvmready check --format nfd --output <this file>`",
     ]
+    if expiry_seconds is not None:
+        header.append(f"{EXPIRY_DIRECTIVE}{expiry_time(report.generated_at, expiry_seconds)}")
     lines = []
     seen = set()
     for name, value in labels(report):

@@ -11,11 +11,23 @@ label, so one file per target (`kvmready-workstation.prom`,
 
     kvmready_ready{target}                         1 ready (with or without warnings), else 0
     kvmready_verdict{target,verdict}               one-hot over the four verdicts
+    kvmready_waiting_on_upstream{target}           1 when only checks upstream owes fail (report's waiting_on_upstream)
     kvmready_exit_code{target}                     what `kvmready check` exited with
     kvmready_checks{target,status}                 how many checks ended in each status
     kvmready_check_status{target,check,severity,status}  one-hot per check over the five statuses
-    kvmready_info{target,version,kernel,...}       always 1; the labels carry the facts
+    kvmready_build_info{target,version}            always 1: which kvmready wrote the file
+    kvmready_host_info{target,source,...}          always 1: what kvmready found that node_exporter
+                                                   does not export (kvm_module, virtualization,
+                                                   hypervisor); a fact it could not find is no label
     kvmready_last_run_timestamp_seconds{target}    Unix time of the run
+    kvmready_last_run_duration_seconds{target}     how long the checks took
+
+Host facts node_exporter already exports stay out: the kernel release and
+the architecture are in `node_uname_info`, the distribution in
+`node_os_info`.  No label value is ever empty: Prometheus treats an empty
+value as no label at all, so an unknown fact is left out instead.  The file
+passes `promtool check metrics` (tests/test_render_formats.py runs it where
+promtool is installed).
 """
 
 from __future__ import annotations
@@ -23,12 +35,13 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, Iterable, List, Sequence, Tuple, Union
 
 from kvmready.model import STATUS_ORDER, TIMESTAMP_FORMAT, Report, Verdict
 from kvmready.render.common import dig
 
 Labels = Sequence[Tuple[str, Any]]
+Value = Union[int, float]
 
 # C0 controls (but line feed, which is escaped) and DEL: no parser needs them in a label.
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
@@ -55,14 +68,21 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: List[str] = []
 
-    def metric(self, name: str, help_text: str, samples: Iterable[Tuple[Labels, int]]) -> None:
+    def metric(self, name: str, help_text: str, samples: Iterable[Tuple[Labels, Value]]) -> None:
         self.lines.append(f"# HELP {name} {escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} gauge")
         for labels, value in samples:
-            self.lines.append(f"{name}{_labels(labels)} {int(value)}")
+            self.lines.append(f"{name}{_labels(labels)} {_value(value)}")
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def _value(value: Value) -> str:
+    """An integer as it is; a float as a plain decimal to the microsecond."""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(int(value))
 
 
 def timestamp_seconds(generated_at: str) -> int:
@@ -70,24 +90,23 @@ def timestamp_seconds(generated_at: str) -> int:
     return calendar.timegm(time.strptime(generated_at, TIMESTAMP_FORMAT))
 
 
-def info_labels(report: Report) -> List[Tuple[str, Any]]:
+def present(labels: Labels) -> List[Tuple[str, Any]]:
+    """The labels whose value is not empty once escaped (Prometheus reads an empty value as no label)."""
+    return [(name, value) for name, value in labels if escape_label_value(value)]
+
+
+def host_labels(report: Report) -> List[Tuple[str, Any]]:
+    """kvmready's findings about the host that node_exporter does not export, for kvmready_host_info."""
     host = report.host
-    version = dig(host, "kernel", "version")
-    kernel_version = ".".join(str(part) for part in version) if isinstance(version, (list, tuple)) else ""
-    labels = [
-        ("arch", dig(host, "arch")),
-        ("hypervisor", dig(host, "hypervisor")),
-        ("kernel", dig(host, "kernel", "release")),
-        ("kernel_version", kernel_version),
-        ("kvm_module", dig(host, "kvm", "module")),
-        ("os_id", dig(host, "os", "id")),
-        ("os_version", dig(host, "os", "version")),
-        ("source", dig(host, "source")),
-        ("target", report.target.value),
-        ("version", report.tool_version),
-        ("virtualization", dig(host, "cpu", "virtualization")),
-    ]
-    return [(name, "" if value is None else value) for name, value in labels]
+    return present(
+        [
+            ("hypervisor", dig(host, "hypervisor")),
+            ("kvm_module", dig(host, "kvm", "module")),
+            ("source", dig(host, "source")),
+            ("target", report.target.value),
+            ("virtualization", dig(host, "cpu", "virtualization")),
+        ]
+    )
 
 
 class PrometheusRenderer:
@@ -108,6 +127,12 @@ def _render(report: Report) -> str:
         "kvmready_verdict",
         "The verdict of the last kvmready run, one-hot: 1 for the verdict it reached, 0 for the others.",
         [([target, ("verdict", verdict.value)], 1 if verdict is report.verdict else 0) for verdict in sorted(Verdict, key=lambda v: v.value)],
+    )
+    out.metric(
+        "kvmready_waiting_on_upstream",
+        "1 when the host is ready in every other respect: the only failing required checks wait on something "
+        "upstream has not shipped (the report's waiting_on_upstream, e.g. vmware.kvm-support), else 0.",
+        [([target], 1 if report.waiting_on_upstream else 0)],
     )
     out.metric(
         "kvmready_exit_code",
@@ -133,13 +158,25 @@ def _render(report: Report) -> str:
         ],
     )
     out.metric(
-        "kvmready_info",
-        "Always 1; the labels describe the last kvmready run: tool version, target and host facts.",
-        [(info_labels(report), 1)],
+        "kvmready_build_info",
+        "Always 1; version is the kvmready that wrote this file.",
+        [(present([target, ("version", report.tool_version)]), 1)],
+    )
+    out.metric(
+        "kvmready_host_info",
+        "Always 1; the labels are what kvmready found that node_exporter does not export: the KVM module, "
+        "the CPU's virtualization (vt-x, amd-v, sie), the hypervisor this host runs under (nested only) and "
+        "where the facts came from (live, root, snapshot). A fact kvmready could not find is left out.",
+        [(host_labels(report), 1)],
     )
     out.metric(
         "kvmready_last_run_timestamp_seconds",
         "Unix time at which the last kvmready run made its report.",
         [([target], timestamp_seconds(report.generated_at))],
+    )
+    out.metric(
+        "kvmready_last_run_duration_seconds",
+        "How long the last kvmready run took to read the host and run its checks, in seconds.",
+        [([target], float(report.duration))],
     )
     return out.text()
