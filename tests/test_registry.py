@@ -66,3 +66,11 @@ def test_every_check_explains_itself():
     for row in CHECKS:
         for text in (row.spec.title, row.spec.what, row.spec.why, row.spec.fix):
             assert text.strip(), row.spec.id
+
+
+def test_every_check_names_the_sources_of_its_figures_and_claims():
+    """`kvmready explain` prints them; a check without any is a claim without a source."""
+    unsourced = [row.spec.id for row in CHECKS if not row.spec.sources]
+    assert not unsourced
+    for row in CHECKS:
+        assert all(isinstance(source, str) and len(source) > 20 for source in row.spec.sources), row.spec.id

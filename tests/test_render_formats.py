@@ -553,6 +553,7 @@ def test_prometheus_values(report: Report):
         "target": report.target.value,
         "source": report.host.get("source"),
         "kvm_module": (report.host.get("kvm") or {}).get("module"),
+        "kvm_paravirtual": {True: "true", False: "false"}.get((report.host.get("kvm") or {}).get("paravirtual")),
         "virtualization": (report.host.get("cpu") or {}).get("virtualization"),
         "hypervisor": report.host.get("hypervisor"),
     }
@@ -882,3 +883,15 @@ def test_cli_exit_zero_keeps_the_junit_failures(tmp_path: Path):
     result = run_cli(["check", "--format", "junit", "--exit-zero"], facts_factory=cli_facts)
     assert result.exit_code == 0
     assert int(parse_junit(result.stdout).get("failures")) > 0
+
+
+def test_prometheus_and_nfd_agree_that_pvm_kvm_is_paravirtual_and_unusable():
+    """Issue 11: on kvm_pvm the node is not sent QEMU/KubeVirt workloads, in every integration format."""
+    pvm, desktop = every_report()["pvm-host-kvm"], every_report()["intel-desktop-kvm"]
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(pvm))
+    assert (labels["kvm-usable"], labels["kvm-paravirtual"], labels["ready"]) == ("false", "true", "false")
+    for report, paravirtual, ready in ((pvm, "true", 0.0), (desktop, "false", 1.0)):
+        samples = parse_prometheus(OutputFormat.PROMETHEUS.renderer().render(report))
+        (info,) = samples["kvmready_host_info"]
+        assert info.labels["kvm_paravirtual"] == paravirtual
+        assert samples["kvmready_ready"][0].value == ready

@@ -50,7 +50,7 @@ PVM_EMULATES = (
     "KVM here is kvm_pvm, paravirtual KVM without VT-x/AMD-V: it runs PVM-enabled Linux guest kernels natively. "
     "Any other guest (Windows, a stock Linux kernel, a VMware Workstation guest) it can only emulate, "
     "instruction by instruction, about a million instructions a second, and its emulator stops at instructions "
-    "it does not know, such as the lock cmpxchg16b every x86-64 kernel runs early."
+    "it does not implement (a stock Debian kernel stopped at `lock cmpxchg16b` here)."
 )
 
 

@@ -488,6 +488,14 @@ ARCH = CheckSpec(
     "/proc/modules addresses, HighTotal). The CPU's `lm` flag says only what the CPU could run, never what runs.",
     why="VMware Workstation is built for 64-bit x86 kernels only; KVM exists on a handful of architectures, mostly as 64-bit kernels.",
     fix="Use an x86_64 machine with a 64-bit (x86_64/amd64) distribution for Workstation.",
+    sources=(
+        "VMware Workstation 16.x/17.x host requirements: a 64-bit x86 CPU and a 64-bit host operating system "
+        "(Broadcom KB 80807)",
+        "arch/x86/kernel/cpu/proc.c: fdiv_bug, f00f_bug and coma_bug are printed only by 32-bit (CONFIG_X86_32)"
+        " kernels",
+        "KVM by architecture: arch/*/kvm in Linux (RISC-V from 5.16, LoongArch from 6.7); ia64's KVM removed in"
+        " 3.19, 32-bit ARM hosts' in 5.7; alpha, parisc and sparc never had one",
+    ),
 )
 
 
@@ -496,6 +504,15 @@ VIRTUALIZATION = CheckSpec(
     what="vmx (Intel VT-x) or svm (AMD-V) on every CPU in /proc/cpuinfo, plus what provides KVM when neither is visible (kvm_pvm, a hypervisor that hides it).",
     why="Unmodified guests need VT-x or AMD-V. The kernel hides vmx when firmware disables VT-x; paravirtual KVM (kvm_pvm) runs only PVM-enabled Linux guests.",
     fix="Enable VT-x/SVM in the firmware setup; in a VM, expose nested virtualization from the outer hypervisor.",
+    sources=(
+        "Intel SDM vol. 3C, chapter 24 (VMX: CPUID.1:ECX bit 5); AMD64 APM vol. 2, chapter 15 (SVM: CPUID "
+        "8000_0001h:ECX bit 2)",
+        "arch/x86/kernel/cpu/feat_ctl.c (Linux 5.6, \"x86/cpu: Clear VMX feature flag if VMX is not fully "
+        "enabled\"): the kernel hides vmx when firmware left VT-x disabled and locked",
+        "PVM: \"[RFC PATCH 00/73] KVM: x86/PVM: Introduce a new hypervisor\" (Lai Jiangshan, 2024-02-26; "
+        "lore.kernel.org/kvm/20240226143630.33643-1-jiangshanlai@gmail.com): KVM without VMX/SVM for "
+        "PVM-enabled guests",
+    ),
 )
 
 
@@ -506,6 +523,14 @@ HARDWARE_MMU = CheckSpec(
     "to name these features cannot show their absence: that is unknown, not missing.",
     why="Without a hardware MMU guests fall back to shadow paging; modern Workstation releases require EPT/RVI, and VT-x without unrestricted guest cannot run real-mode guest code directly.",
     fix="Remove `ept=0`, `unrestricted_guest=0` or `npt=0` module options; older CPUs need replacing.",
+    sources=(
+        "VMware Workstation 17 host requirements: a CPU launched in 2011 or later (Westmere, 2010, supported), "
+        "all of which have EPT/RVI and unrestricted guest",
+        "Documentation/admin-guide/kernel-parameters.txt: kvm-intel.ept, kvm-intel.unrestricted_guest (disabled"
+        " by KVM when EPT is), kvm-amd.npt",
+        "arch/x86/include/asm/cpufeatures.h (word 8, VMX/SVM features in the flags line) and vmxfeatures.h (the"
+        " `vmx flags` line from Linux 5.9)",
+    ),
 )
 
 
@@ -514,6 +539,11 @@ FIRMWARE = CheckSpec(
     what="As root, IA32_FEATURE_CONTROL (0x3A, Intel) or VM_CR (0xC0010114, AMD) through /dev/cpu/0/msr; the visible vmx flag already proves Intel firmware enabled VT-x.",
     why="Firmware can disable VT-x/AMD-V and lock the setting; then no software change helps and only the firmware setup does.",
     fix="Enable 'Intel Virtualization Technology' or 'SVM Mode' in the firmware setup, then power-cycle.",
+    sources=(
+        "Intel SDM vol. 3C, 23.7: IA32_FEATURE_CONTROL (MSR 0x3A) bit 0 lock, bit 2 VMX outside SMX",
+        "AMD64 APM vol. 2, 15.30.1: VM_CR (MSR 0xC001_0114) bit 4 SVMDIS, bit 3 LOCK",
+        "msr(4): /dev/cpu/N/msr, readable by root only",
+    ),
 )
 
 
@@ -522,4 +552,8 @@ TIMEKEEPING = CheckSpec(
     what="The constant_tsc and nonstop_tsc flags.",
     why="With an invariant TSC guest clocks stay steady across frequency changes and deep sleep states.",
     fix="Nothing on the host; run time synchronisation in guests.",
+    sources=(
+        "Intel SDM vol. 3B, 18.17.1 (invariant TSC: CPUID 8000_0007h:EDX bit 8); Linux's constant_tsc and "
+        "nonstop_tsc flags (arch/x86/include/asm/cpufeatures.h)",
+    ),
 )

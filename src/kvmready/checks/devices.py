@@ -91,6 +91,12 @@ TUN = CheckSpec(
     why="QEMU and libvirt create tap interfaces through it for bridged and NAT networking; VMware Workstation "
     "networks its guests through its own vmnet driver instead, so for it this is information only.",
     fix="`sudo modprobe tun`; in a container pass `--device /dev/net/tun`.",
+    sources=(
+        "Documentation/admin-guide/devices.txt: misc 10:200 is /dev/net/tun; "
+        "Documentation/networking/tuntap.rst",
+        "VMware Workstation networks guests through its vmnet driver (vmnet-only in "
+        "mkubecek/vmware-host-modules), not tap",
+    ),
 )
 
 
@@ -100,6 +106,9 @@ VHOST_NET = CheckSpec(
     why="vhost-net moves virtio-net packet processing into the kernel: faster networking for QEMU guests (not used "
     "by VMware Workstation, whose guests network through vmnet).",
     fix="`sudo modprobe vhost_net`.",
+    sources=(
+        "Documentation/admin-guide/devices.txt: misc 10:238 is /dev/vhost-net; drivers/vhost/net.c",
+    ),
 )
 
 
@@ -108,4 +117,9 @@ RENDER_NODE = CheckSpec(
     what="/dev/dri/renderD* (or /sys/class/drm) and the kernel driver behind each node.",
     why="Workstation's 3D acceleration renders guest graphics on the host GPU through a render node; software rendering gives no usable 3D.",
     fix="Install the GPU's kernel driver (NVIDIA proprietary, amdgpu, i915).",
+    sources=(
+        "VMware Workstation 16.x/17.x host requirements: 3D on a Linux host needs the latest NVIDIA proprietary"
+        " drivers and OpenGL 4.5 or newer",
+        "Documentation/gpu/drm-uapi.rst: render nodes /dev/dri/renderD128 and up",
+    ),
 )

@@ -166,6 +166,14 @@ HYPERVISOR = CheckSpec(
     "vendor, and whether it exposes VT-x/AMD-V. Bare metal only on evidence.",
     why="Inside a VM, KVM needs the outer hypervisor to expose nested virtualization, and guests run slower.",
     fix="Expose nested virtualization in the outer hypervisor, or run on bare metal.",
+    sources=(
+        "systemd-detect-virt (src/basic/virt.c) and virt-what: DMI vendors, CPUID signatures, /sys/hypervisor, "
+        "/proc/xen, the device tree",
+        "Intel SDM / AMD APM: CPUID.1:ECX bit 31 (hypervisor present) and the vendor signature at leaf "
+        "0x40000000",
+        "Documentation/virt/kvm/x86/running-nested-guests.rst: exposing VT-x/AMD-V to a guest (-cpu host, "
+        "nested=1)",
+    ),
 )
 
 
@@ -174,4 +182,9 @@ DISTRIBUTION = CheckSpec(
     what="The distribution from /etc/os-release, compared with the host systems VMware lists for Workstation.",
     why="Outside the list Workstation may work, but VMware does not test it.",
     fix="Use a listed distribution release for a supported setup.",
+    sources=(
+        "Broadcom KB 80807: the host operating systems supported by Workstation 17.x (Ubuntu, RHEL, CentOS, "
+        "Oracle Linux, openSUSE, SLES); Workstation 25H2 release notes (Fedora 42 and RHEL 10 hosts)",
+        "os-release(5): /etc/os-release, else /usr/lib/os-release",
+    ),
 )

@@ -136,6 +136,11 @@ MODULE = CheckSpec(
     what="kvm and the module that provides it (kvm_intel, kvm_amd, kvm_pvm, …), loaded (/proc/modules) or built in (/sys/module, which is all there is on a monolithic kernel).",
     why="Without the vendor module there is no /dev/kvm.",
     fix="`sudo modprobe kvm_intel` or `sudo modprobe kvm_amd`, and list it in /etc/modules-load.d/ to load at boot.",
+    sources=(
+        "Linux virt/kvm and arch/x86/kvm: kvm.ko with kvm-intel.ko or kvm-amd.ko",
+        "Documentation/ABI/stable/sysfs-module: /sys/module lists built-in modules too; /proc/modules only "
+        "loadable ones",
+    ),
 )
 
 
@@ -144,6 +149,9 @@ DEVICE = CheckSpec(
     what="/dev/kvm exists and is the KVM character device 10:232.",
     why="Every KVM user opens /dev/kvm; its absence means no module, no udev, or a container without the device passed in.",
     fix="Load the module; in a container pass `--device /dev/kvm`.",
+    sources=(
+        "Documentation/admin-guide/devices.txt: misc 10:232 is /dev/kvm",
+    ),
 )
 
 
@@ -152,4 +160,10 @@ NESTED = CheckSpec(
     what="The `nested` parameter of kvm_intel/kvm_amd (Y or 1; kvm_amd reports 1).",
     why="Guests that run a hypervisor themselves (Windows with VBS or WSL2, Hyper-V, Docker Desktop) need nested virtualization.",
     fix="`options kvm_intel nested=1` (or kvm_amd) in /etc/modprobe.d, then reload the module.",
+    sources=(
+        "Documentation/admin-guide/kernel-parameters.txt: kvm-intel.nested (on by default since Linux 4.20), "
+        "kvm-amd.nested",
+        "[PATCH v2 4/5] KVM: x86: Add support for legacy VMware backdoors in nested setups (2025-04-22): "
+        "VMware's Windows guests with VBS run a hypervisor of their own",
+    ),
 )

@@ -116,4 +116,8 @@ DISK = CheckSpec(
     what="Free space on the file system that holds --vm-dir (default ~/vmware; its nearest existing parent when it does not exist yet).",
     why="A desktop guest takes tens of GiB.",
     fix="Free space, or put VMs elsewhere.",
+    sources=(
+        "VMware Workstation 16.x/17.x host requirements: 1.2 GB of disk for the application, plus each VM's "
+        "disk",
+    ),
 )

@@ -60,6 +60,10 @@ SECURE_BOOT = CheckSpec(
     what="The SecureBoot EFI variable (/sys/firmware/efi/efivars/SecureBoot-8be4df61-…).",
     why="With Secure Boot on, out-of-tree modules (VMware's vmnet, the classic vmmon) load only when signed with an enrolled key.",
     fix="Sign the modules with a MOK key enrolled through mokutil, or turn Secure Boot off.",
+    sources=(
+        "VMware KB 2146460 and mkubecek/vmware-host-modules #87: unsigned vmmon/vmnet are refused under Secure "
+        "Boot (\"Key was rejected by service\") until signed with a MOK key enrolled by mokutil",
+    ),
 )
 
 
@@ -68,4 +72,8 @@ LOCKDOWN = CheckSpec(
     what="/sys/kernel/security/lockdown (none, integrity or confidentiality).",
     why="Lockdown refuses unsigned modules and blocks raw hardware access.",
     fix="Sign modules with an enrolled key, or boot without Secure Boot.",
+    sources=(
+        "kernel_lockdown(7) and security/lockdown/lockdown.c: integrity and confidentiality modes refuse "
+        "unsigned modules",
+    ),
 )

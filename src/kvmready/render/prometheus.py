@@ -17,8 +17,9 @@ label, so one file per target (`kvmready-workstation.prom`,
     kvmready_check_status{target,check,severity,status}  one-hot per check over the five statuses
     kvmready_build_info{target,version}            always 1: which kvmready wrote the file
     kvmready_host_info{target,source,...}          always 1: what kvmready found that node_exporter
-                                                   does not export (kvm_module, virtualization,
-                                                   hypervisor); a fact it could not find is no label
+                                                   does not export (kvm_module, kvm_paravirtual,
+                                                   virtualization, hypervisor); a fact it could not
+                                                   find is no label
     kvmready_last_run_timestamp_seconds{target}    Unix time of the run
     kvmready_last_run_duration_seconds{target}     how long the checks took
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from typing import Any, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from kvmready.model import STATUS_ORDER, TIMESTAMP_FORMAT, Report, Verdict
 from kvmready.render.common import dig
@@ -95,6 +96,10 @@ def present(labels: Labels) -> List[Tuple[str, Any]]:
     return [(name, value) for name, value in labels if escape_label_value(value)]
 
 
+def _flag(value: Any) -> Optional[str]:
+    return None if value is None else ("true" if value else "false")
+
+
 def host_labels(report: Report) -> List[Tuple[str, Any]]:
     """kvmready's findings about the host that node_exporter does not export, for kvmready_host_info."""
     host = report.host
@@ -102,6 +107,7 @@ def host_labels(report: Report) -> List[Tuple[str, Any]]:
         [
             ("hypervisor", dig(host, "hypervisor")),
             ("kvm_module", dig(host, "kvm", "module")),
+            ("kvm_paravirtual", _flag(dig(host, "kvm", "paravirtual"))),
             ("source", dig(host, "source")),
             ("target", report.target.value),
             ("virtualization", dig(host, "cpu", "virtualization")),
@@ -165,6 +171,7 @@ def _render(report: Report) -> str:
     out.metric(
         "kvmready_host_info",
         "Always 1; the labels are what kvmready found that node_exporter does not export: the KVM module, "
+        "whether that KVM is paravirtual (kvm_pvm: only PVM-enabled guest kernels run natively), "
         "the CPU's virtualization (vt-x, amd-v, sie), the hypervisor this host runs under (nested only) and "
         "where the facts came from (live, root, snapshot). A fact kvmready could not find is left out.",
         [(host_labels(report), 1)],
