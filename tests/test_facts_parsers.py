@@ -854,3 +854,19 @@ def test_lockdown_file_absent_from_a_mounted_securityfs_means_none():
 def test_lockdown_unknown_without_securityfs():
     info = firmware.collect(MemoryHost({}))
     assert info.lockdown is None and "ENOENT" in info.lockdown_error
+
+
+# --- kernel configuration -------------------------------------------------------------------------
+def test_kernel_config_lookup_reads_one_symbol_exactly_as_kconfig_does():
+    from kvmready.facts.kconfig import KernelConfig
+
+    config = KernelConfig('CONFIG_KVM=m\nCONFIG_KVM_AMD=y\n# CONFIG_KVM_VMWARE is not set\nCONFIG_CMDLINE="a b"\n'
+                          "CONFIG_HZ=250\r\nCONFIG_X=y\n# CONFIG_X is not set\nCONFIG_LAST=1")
+    assert config.get("CONFIG_KVM") == "m"  # not CONFIG_KVM_AMD's value
+    assert config.get("CONFIG_KVM_VMWARE") == "n"
+    assert config.get("CONFIG_CMDLINE") == "a b" and config.get("CONFIG_HZ") == "250"
+    assert config.get("CONFIG_X") == "n"  # the last line about a symbol wins
+    assert config.get("CONFIG_LAST") == "1"  # no newline at the end
+    assert config.get("CONFIG_KVM_INTEL") is None and KernelConfig().get("CONFIG_KVM") is None
+    with pytest.raises(ValueError):
+        config.get("KVM=y\nCONFIG_FAKE")

@@ -556,6 +556,7 @@ def test_prometheus_values(report: Report):
         "kvm_paravirtual": {True: "true", False: "false"}.get((report.host.get("kvm") or {}).get("paravirtual")),
         "virtualization": (report.host.get("cpu") or {}).get("virtualization"),
         "hypervisor": report.host.get("hypervisor"),
+        "hypervisor_vendor": report.host.get("hypervisor_vendor"),
     }
     assert host.labels == {name: prometheus_label(value) for name, value in expected.items() if prometheus_label(value)}
     # What node_exporter exports already (node_uname_info, node_os_info) stays out.
@@ -895,3 +896,12 @@ def test_prometheus_and_nfd_agree_that_pvm_kvm_is_paravirtual_and_unusable():
         (info,) = samples["kvmready_host_info"]
         assert info.labels["kvm_paravirtual"] == paravirtual
         assert samples["kvmready_ready"][0].value == ready
+
+
+def test_the_hypervisor_vendor_reaches_nfd_and_prometheus():
+    aws = next(report for name, report in every_report().items() if name.startswith("virtwhat-aws-kvm"))
+    assert (aws.host["hypervisor"], aws.host["hypervisor_vendor"]) == ("kvm", "amazon")
+    labels = nfd_labels(OutputFormat.NFD.renderer().render(aws))
+    assert (labels["hypervisor"], labels["hypervisor-vendor"]) == ("kvm", "amazon")
+    (info,) = parse_prometheus(OutputFormat.PROMETHEUS.renderer().render(aws))["kvmready_host_info"]
+    assert info.labels["hypervisor_vendor"] == "amazon"

@@ -36,6 +36,7 @@ Labels, under DEFAULT_PREFIX (`kvmready.io`):
     kvm-paravirtual=true|false       KVM without VT-x/AMD-V (kvm_pvm): only PVM-enabled guest kernels run natively
     nested=true|false                this node is itself a VM
     hypervisor=kvm                   the hypervisor it runs under (nested only)
+    hypervisor-vendor=amazon         who provides that VM, where the evidence names them
     virtualization=vt-x|amd-v|sie|none
     kernel-version.major=6, kernel-version.minor=8
     check.<check id>=pass|warn|fail|skip|error   one per check
@@ -155,6 +156,9 @@ def labels(report: Report) -> List[Tuple[str, str]]:
     if hypervisor:
         pairs.append(("nested", "true"))
         pairs.append(("hypervisor", hypervisor))
+        vendor = dig(host, "hypervisor_vendor")
+        if vendor:
+            pairs.append(("hypervisor-vendor", vendor))
     elif _status(report, "host.hypervisor") in (Status.PASS, Status.WARN, Status.FAIL):
         pairs.append(("nested", "false"))
 

@@ -18,8 +18,8 @@ label, so one file per target (`kvmready-workstation.prom`,
     kvmready_build_info{target,version}            always 1: which kvmready wrote the file
     kvmready_host_info{target,source,...}          always 1: what kvmready found that node_exporter
                                                    does not export (kvm_module, kvm_paravirtual,
-                                                   virtualization, hypervisor); a fact it could not
-                                                   find is no label
+                                                   virtualization, hypervisor, hypervisor_vendor); a
+                                                   fact it could not find is no label
     kvmready_last_run_timestamp_seconds{target}    Unix time of the run
     kvmready_last_run_duration_seconds{target}     how long the checks took
 
@@ -106,6 +106,7 @@ def host_labels(report: Report) -> List[Tuple[str, Any]]:
     return present(
         [
             ("hypervisor", dig(host, "hypervisor")),
+            ("hypervisor_vendor", dig(host, "hypervisor_vendor")),
             ("kvm_module", dig(host, "kvm", "module")),
             ("kvm_paravirtual", _flag(dig(host, "kvm", "paravirtual"))),
             ("source", dig(host, "source")),
@@ -172,7 +173,8 @@ def _render(report: Report) -> str:
         "kvmready_host_info",
         "Always 1; the labels are what kvmready found that node_exporter does not export: the KVM module, "
         "whether that KVM is paravirtual (kvm_pvm: only PVM-enabled guest kernels run natively), "
-        "the CPU's virtualization (vt-x, amd-v, sie), the hypervisor this host runs under (nested only) and "
+        "the CPU's virtualization (vt-x, amd-v, sie), the hypervisor this host runs under (nested only) and who "
+        "provides it where the evidence names them (hypervisor_vendor: amazon, google, …), and "
         "where the facts came from (live, root, snapshot). A fact kvmready could not find is left out.",
         [(host_labels(report), 1)],
     )
