@@ -595,10 +595,18 @@ def test_python_dash_m_version():
     assert completed.stderr == ""
 
 
-def test_no_arguments_shows_help_without_running_checks():
-    result = run_cli([])
-    assert result.exit_code in (0, 2)  # click's no_args_is_help exits 2 from click 8.2 on
-    assert "check" in result.stdout + result.stderr
+@pytest.mark.parametrize("args", [[], ["fleet"]], ids=["kvmready", "kvmready-fleet"])
+def test_no_command_shows_help_and_exits_2(args):
+    """No command is a usage error: the help on stdout and exit 2 on every click (8.1 alone exited 0)."""
+    result = run_cli(args)
+    assert result.exit_code == 2
+    assert "Usage:" in result.stdout and ("summarize" if args else "check") in result.stdout
+    assert result.stderr == ""
+
+
+def test_fleet_help_asked_for_exits_0():
+    result = run_cli(["fleet", "--help"])
+    assert result.exit_code == 0 and "summarize" in result.stdout and result.stderr == ""
 
 
 def test_ctrl_c_exits_130_with_one_line_and_no_traceback():

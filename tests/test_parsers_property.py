@@ -102,8 +102,11 @@ def test_cpuinfo_parse_never_raises(text: str) -> None:
 @PROPERTY
 @given(garbage_bytes)
 def test_cpuinfo_collect_never_raises(data: bytes) -> None:
-    info = cpuinfo.collect(_host({"/proc/cpuinfo": _decode(data).encode()}))
-    assert info.readable or info.error
+    """Reading adds nothing to parsing: collect() is parse() of the decoded file, and a file is always readable."""
+    text = _decode(data)
+    info = cpuinfo.collect(_host({"/proc/cpuinfo": text.encode()}))
+    assert info == cpuinfo.parse(text)
+    assert info.error is None or info.error.startswith("no `key : value` lines")
 
 
 @PROPERTY
@@ -125,6 +128,11 @@ def test_kernel_collect_and_arch_never_raise(osrelease: bytes, version: bytes, c
     host = _host(files)
     info = kernel.collect(host)
     assert isinstance(info.cmdline_params, dict)
+    release_text = _decode(osrelease).strip()
+    if release_text and len(osrelease) <= 4096:  # the release file wins whenever it says anything
+        assert (info.release, info.source) == (release_text, kernel.OSRELEASE)
+    assert (info.release is None) == (info.error is not None)
+    assert info.version == (kernel.parse_release(info.release) if info.release else None)
     info.evidence()
     layout = cpuinfo.CpuArch(hint) if hint else None
     arch_info = kernel.detect_arch(host, layout, info.release, module_bits=lambda: None, highmem=lambda: False)
@@ -155,8 +163,14 @@ def test_modules_collect_and_params_never_raise(proc_modules: bytes, params: dic
     host = _host(files)
     table = modules.collect(host)
     assert table.known or not files
+    # Whatever /proc/modules says, every /sys/module entry is in the table (loaded or built in).
+    listed = [name for name, values in params.items() if values] + list(initstates)
+    assert {modules.module_name(name) for name in listed} <= set(table.modules)
     for module in list(params) + ["kvm", "kvm_intel", "absent"]:
         read = modules.read_params(host, module)
+        if modules.module_name(module) == module:  # sysfs spells modules with underscores; read_params asks so
+            # every parameter file read (or its error kept), none invented
+            assert set(read.values) | set(read.errors) == set(params.get(module, {}))
         for name in read.values:
             assert read.flag(name) in (None, True, False)
     table.sources()
@@ -185,6 +199,11 @@ def test_osinfo_parse_never_raises(text: str) -> None:
     values = osinfo.parse_assignments(text)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
     info = osinfo.parse(text, source="/etc/os-release")
+    assert (info.error is None) == bool(values)  # an error only when no KEY=value line parsed
+    if values:
+        assert info.id and info.id == info.id.lower()  # always an id: ID, else os-release(5)'s default "linux"
+        assert info.version_id == (values.get("VERSION_ID") or None)
+        assert all(part == part.lower() for part in info.id_like)
     info.to_dict()
     info.evidence()
 
@@ -222,6 +241,11 @@ def test_hypervisor_collect_never_raises(files: dict, errors: dict, flag: bool, 
     info = hypervisor.collect(_host(files, errors), flag, signature)
     assert info.name is None or isinstance(info.name, str)
     assert info.xen_role in (None, "dom0", "domU")
+    # Only sources that really failed are called unreadable, each with its reason (or too large to read).
+    for entry in info.unreadable:
+        path, _, reason = entry.partition(": ")
+        too_large = reason.startswith("larger than") and len(files.get(path, b"")) > 64 * 1024
+        assert reason == errors.get(path) or too_large, entry
     info.evidence()
 
 
@@ -247,6 +271,15 @@ def test_firmware_collect_never_raises(secure_boot, setup_mode, lockdown, efi: b
         files["/sys/kernel/security/apparmor/profiles"] = b""
     info = firmware.collect(_host(files))
     assert info.secure_boot in (None, True, False)
+    assert info.uefi is efi  # /sys/firmware is there, so the efi directory decides
+    if efi and secure_boot is not None:  # attributes (4 bytes), then the value byte; read up to 64 bytes
+        assert info.secure_boot == (secure_boot[4] == 1 if 5 <= len(secure_boot) <= 64 else None)
+    if lockdown is None:  # no lockdown file: none where securityfs is mounted with other files, else unknown
+        assert info.lockdown == ("none" if security_other else None)
+    elif info.lockdown is not None:
+        assert f"[{info.lockdown}]" in _decode(lockdown)  # the bracketed mode, as the kernel marks it
+    else:
+        assert info.lockdown_error
     info.secure_boot_evidence()
     info.lockdown_evidence()
 
@@ -264,8 +297,10 @@ def test_devices_collect_never_raises(nodes: dict, uevents: dict) -> None:
     made = {path: Node(kind, mode, uid, 0, major, minor) for path, (kind, mode, uid, major, minor) in nodes.items()}
     files = {f"/sys/class/drm/{name}/device/uevent": data for name, data in uevents.items()}
     facts = devices.collect(_host(files, nodes=made))
-    for node in facts.nodes.values():
-        node.evidence()
+    assert facts.dev_present == bool(made)
+    for path, node in facts.nodes.items():
+        assert node.node == made.get(path)  # stat answers exactly what the host holds
+        assert node.evidence()["present"] == (path in made)
         assert node.is_expected_char_device in (True, False)
 
 
@@ -438,15 +473,20 @@ def test_parse_bool_knows_both_spellings(yes: str, no: str) -> None:
 
 
 def test_cpuinfo_superscript_processor_count() -> None:
-    cpuinfo.parse("vendor_id : IBM/S390\n# processors : \u00b2\nbogomips per cpu: 1\n")
+    info = cpuinfo.parse("vendor_id : IBM/S390\n# processors : \u00b2\nbogomips per cpu: 1\n")
+    assert info.error is None and info.vendor == "IBM/S390"
+    assert info.logical_cpus is None  # "²" is no count
 
 
 def test_meminfo_superscript_number() -> None:
-    memory.parse("MemTotal: \u00b2 kB\n")
+    info = memory.parse("MemTotal: \u00b2 kB\n")
+    assert info.total_bytes is None and info.error
 
 
 def test_etc_group_superscript_gid() -> None:
-    accounts.parse("kvm:x:\u00b2:alice\n")
+    table = accounts.parse("kvm:x:\u00b2:alice\nrender:x:993:alice\n")
+    assert "kvm" not in table.by_name  # a group without a usable gid is skipped, not guessed
+    assert table.by_name["render"].gid == 993
 
 
 def test_no_check_crashes_on_superscript_digits() -> None:

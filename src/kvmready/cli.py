@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from kvmready import __version__
-from kvmready.cli_common import Color, fail_input, say, terminal_width, use_color, write_output
+from kvmready.cli_common import Color, CommandRequired, fail_input, say, terminal_width, use_color, write_output
 from kvmready.model import DEFAULT_VM_DIR, Target
 from kvmready.outfile import STDOUT_NAMES
 from kvmready.render import OutputFormat
@@ -33,6 +33,7 @@ app = typer.Typer(
     # adds two options and nothing to start-up; the scripts are made only when asked for.
     add_completion=True,
     no_args_is_help=True,
+    cls=CommandRequired,  # no command: the help and exit 2, on every click
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

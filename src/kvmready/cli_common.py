@@ -5,9 +5,10 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from typing import IO, NoReturn, Optional, Union
+from typing import IO, Any, List, NoReturn, Optional, Union
 
 import typer
+from typer.core import TyperGroup
 
 from kvmready.model import ExitCode
 from kvmready.outfile import STDOUT_NAMES, OutputError, write_atomically
@@ -36,6 +37,23 @@ def fail_input(message: str) -> NoReturn:
     """Bad input: one clear line on stderr, exit 2, never a traceback."""
     say(f"kvmready: error: {message}")
     raise typer.Exit(int(ExitCode.USAGE))
+
+
+class CommandRequired(TyperGroup):
+    """A command group that, called with nothing at all, prints its help and exits 2: a usage error.
+
+    click's own `no_args_is_help` exits 0 up to click 8.1 (what Python 3.9
+    gets) and 2 from 8.2 on; the exit code must not depend on which click
+    is installed.  `--help` still exits 0.
+    """
+
+    def parse_args(self, ctx: Any, args: List[str]) -> List[str]:
+        if not args and not ctx.resilient_parsing:
+            text = ctx.get_help()  # typer's rich help prints itself and returns ""
+            if text:
+                typer.echo(text)
+            ctx.exit(int(ExitCode.USAGE))
+        return super().parse_args(ctx, args)
 
 
 def use_color(choice: Color, stream: Optional[IO[str]]) -> bool:

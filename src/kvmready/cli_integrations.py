@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from kvmready.cli_common import say, write_output
+from kvmready.cli_common import CommandRequired, say, write_output
 from kvmready.model import DEFAULT_VM_DIR, Target
 
 
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         name="fleet",
         help="Summaries over many kvmready reports: files, directories, JSON Lines, Ansible --tree output.",
         no_args_is_help=True,
+        cls=CommandRequired,
         add_completion=False,
     )
     fleet.command("summarize")(fleet_summarize)

@@ -73,7 +73,8 @@ def check_disk(facts: Facts, policy: Policy) -> Outcome:
     evidence = usage.to_dict()
     evidence["recommended_free_bytes"] = policy.recommended_free_disk_bytes
     if usage.error or usage.free_bytes is None:
-        return errored(f"cannot measure free space at {usage.measured_at}: {usage.error}", evidence)
+        # A failed measurement has no measured_at: name the folder asked about, never "at None".
+        return errored(f"cannot measure free space at {usage.measured_at or usage.path}: {usage.error}", evidence)
     where = usage.path if usage.measured_at == usage.path else f"{usage.path} (not created yet; measured {usage.measured_at})"
     if usage.free_bytes < policy.recommended_free_disk_bytes:
         return warned(

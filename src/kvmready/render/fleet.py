@@ -39,7 +39,8 @@ def _render_table(summary: Summary, top: Optional[int]) -> str:
     lines = [
         f"kvmready fleet summary: {hosts} report{'s' if hosts != 1 else ''} from {summary.files} "
         f"file{'s' if summary.files != 1 else ''}, {summary.malformed_count} malformed",
-        "targets: " + (", ".join(f"{target} {count}" for target, count in summary.targets.items()) or "-"),
+        # Targets come from the report files, like every other string here: escaped too.
+        "targets: " + (", ".join(f"{_clean(target)} {count}" for target, count in summary.targets.items()) or "-"),
         "",
     ]
     verdicts = summary.verdicts
