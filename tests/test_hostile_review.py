@@ -744,16 +744,3 @@ def test_a_good_gzip_with_a_zero_tail_is_accepted(tmp_path):
     path.write_bytes(_gzip_with_a_large_tail(2 * 1024 * 1024, corrupt_crc=False))
     result = run_cli(["check", "--snapshot", str(path), "--format", "json"])
     assert result.exit_code in (0, 1, 3) and result.stderr == ""
-
-
-# -- strengthened: cpu.firmware inside a VM ---------------------------------------------------------------
-
-
-def test_firmware_inside_a_vm_is_skipped_and_says_why():
-    """The strict twin of test_checks.py's test_firmware_inside_a_vm_does_not_blame_the_firmware_setup,
-    which also passes on an ERROR: inside a VM the MSR is the hypervisor's, so the check is skipped."""
-    result = run_check("cpu.firmware", kvm_guest(nested=False), live=FakeLiveSystem.root(msr={0x3A: 0x1}, cpuid="KVMKVMKVM"))
-    assert result.status is Status.SKIP
-    assert result.summary == ("a VM under kvm: its MSRs are the hypervisor's virtual registers, not firmware settings "
-                              "(host.hypervisor says how to expose VT-x/AMD-V)")
-    assert result.remediation is None and result.evidence == {"hypervisor": "kvm"}
