@@ -35,6 +35,8 @@ TREES = {
     "podman": ({"/run/.containerenv": b'engine="podman-4.9.3"\nname="kvm-test"\nid="ab12"\nimage="fedora:40"\nrootless=1\n',
                 "/proc/1/mountinfo": PODMAN_OVERLAY_ROOT.encode()}, "podman"),
     "lxc": ({"/proc/1/cgroup": b"0::/lxc.payload.builder\n"}, "lxc"),
+    "kind: a kubernetes pod inside a docker node": (
+        {"/proc/1/cgroup": f"0::/docker/{DOCKER_ID}/kubepods/besteffort/pod1a2b/{DOCKER_ID}\n".encode()}, "kubernetes"),
     "kubernetes": ({"/var/run/secrets/kubernetes.io/serviceaccount/token": b"eyJhbGciOi...",
                     "/proc/1/cgroup": b"0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-3ab.scope\n"}, "kubernetes"),
     "systemd-nspawn": ({"/run/systemd/container": b"systemd-nspawn\n", "/proc/1/cgroup": b"0::/init.scope\n"}, "systemd-nspawn"),

@@ -870,3 +870,20 @@ def test_kernel_config_lookup_reads_one_symbol_exactly_as_kconfig_does():
     assert config.get("CONFIG_KVM_INTEL") is None and KernelConfig().get("CONFIG_KVM") is None
     with pytest.raises(ValueError):
         config.get("KVM=y\nCONFIG_FAKE")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad crc", "not gzip", "too large"])
+def test_kernel_config_refuses_a_damaged_config_gz_and_falls_back_to_boot(damage, monkeypatch):
+    import gzip
+
+    from kvmready.facts import kconfig
+    from kvmready.host import MemoryHost
+
+    good = gzip.compress(b"CONFIG_KVM=y\n" * 100)
+    data = {"truncated": good[:-6], "bad crc": good[:-8] + b"\0\0\0\0" + good[-4:], "not gzip": b"CONFIG_KVM=y\n",
+            "too large": good}[damage]
+    monkeypatch.setattr(kconfig, "MAX_CONFIG_BYTES", 200 if damage == "too large" else kconfig.MAX_CONFIG_BYTES)
+    host = MemoryHost({"/proc/config.gz": data, "/boot/config-6.8.0": b"CONFIG_KVM=m\n"})
+    config = kconfig.collect(host, "6.8.0")
+    assert (config.source, config.get("CONFIG_KVM")) == ("/boot/config-6.8.0", "m")
+    assert kconfig.collect(MemoryHost({"/proc/config.gz": data}), "6.8.0").error.startswith("/proc/config.gz: ")

@@ -9,8 +9,9 @@ bidirectional override would reorder what the reader sees.
 
 import re
 
-# C0 and C1 controls, DEL, and the bidirectional embedding/override/isolate characters.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, DEL, and the bidirectional embedding/override/isolate characters.  A pattern
+# string, compiled by `re` on first use: compiling it costs most of a millisecond, and JSON never uses it.
+_UNPRINTABLE = "[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 
 
 def clean_text(text: str) -> str:
@@ -29,4 +30,4 @@ def _escape(match: "re.Match[str]") -> str:
 
 def printable(text: str) -> str:
     """`text` for a terminal: UTF-8-safe, every control or bidi character shown as an escape (`\\x1b`)."""
-    return _UNPRINTABLE.sub(_escape, clean_text(text))
+    return re.sub(_UNPRINTABLE, _escape, clean_text(text))

@@ -72,7 +72,7 @@ def _unknown_modules(facts: Facts) -> Optional[Outcome]:
 VBOX_NEEDS_OVERRIDE_UP_TO = "7.2.8"
 VBOX_BROKEN_BY_OVERRIDE_FROM = "7.2.10"
 VBOX_VERSION_FILE = "/sys/module/vboxdrv/version"
-_VERSION_PREFIX = re.compile(r"\d+(?:\.\d+){1,3}")
+_VERSION_PREFIX = r"\d+(?:\.\d+){1,3}"
 
 OVERRIDE_ON = ("`options kvm enable_virt_at_load=0` in /etc/modprobe.d (or `kvm.enable_virt_at_load=0` on the kernel "
                "command line), then reload kvm or reboot")
@@ -85,7 +85,7 @@ def vbox_release(raw: Optional[str]) -> Optional[Version]:
     """The release in vboxdrv's version string (`7.2.10 r170234`, `7.0.14_Ubuntu r161095`), or None."""
     from packaging.version import InvalidVersion, Version
 
-    match = _VERSION_PREFIX.match(raw or "")
+    match = re.match(_VERSION_PREFIX, raw or "")
     if not match:
         return None
     try:

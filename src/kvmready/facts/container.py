@@ -38,14 +38,15 @@ DECLARED = {
     "docker": "docker", "podman": "podman", "lxc": "lxc", "lxc-libvirt": "lxc", "systemd-nspawn": "systemd-nspawn",
     "rkt": "rkt", "wsl": "wsl", "oci": "oci", "proot": "proot", "pouch": "pouch",
 }
-# PID 1's cgroup path -> runtime.
-CGROUP_PATTERNS: Tuple[Tuple["re.Pattern[str]", str], ...] = (
-    (re.compile(r"kubepods"), "kubernetes"),
-    (re.compile(r"/docker[/-][0-9a-f]{12,}"), "docker"),
-    (re.compile(r"libpod[-_]"), "podman"),
-    (re.compile(r"/lxc[/.]|/lxc\.payload"), "lxc"),
-    (re.compile(r"/machine\.slice/machine-"), "systemd-nspawn"),
-    (re.compile(r"containerd|cri-containerd"), "containerd"),
+# PID 1's cgroup path -> runtime, in order of precedence (kind's `/docker/<id>/kubepods/...` is kubernetes).
+# Pattern strings, compiled by `re` on first use.
+CGROUP_PATTERNS: Tuple[Tuple[str, str], ...] = (
+    (r"kubepods", "kubernetes"),
+    (r"/docker[/-][0-9a-f]{12,}", "docker"),
+    (r"libpod[-_]", "podman"),
+    (r"/lxc[/.]|/lxc\.payload", "lxc"),
+    (r"/machine\.slice/machine-", "systemd-nspawn"),
+    (r"containerd|cri-containerd", "containerd"),
 )
 # An overlay root's upper directory -> runtime.
 OVERLAY_PATHS = (("/var/lib/docker/", "docker"), ("/var/lib/containers/", "podman"), ("containerd", "containerd"))
@@ -110,7 +111,7 @@ def _cgroup(text: Optional[str]) -> List[Clue]:
     for line in lines:
         path = line.split(":", 2)[-1]
         for pattern, runtime in CGROUP_PATTERNS:
-            if pattern.search(path):
+            if re.search(pattern, path):
                 return [Clue(PID1_CGROUP, line, runtime, True)]
     # Seen, and naming no runtime (cgroup v2 inside a namespace reads `0::/` and tells nothing).
     return [Clue(PID1_CGROUP, lines[-1], None, False)] if lines else []

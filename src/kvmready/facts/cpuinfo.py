@@ -257,16 +257,18 @@ X86_KEYS = ("vendor_id", "cpu family", "flags", "fpu_exception", "cpuid level", 
 # fdiv_bug, f00f_bug and coma_bug (hlt_bug before 3.x) under CONFIG_X86_32; the 64-bit variant prints
 # `fpu`, `fpu_exception`, `cpuid level` and `wp` alone.
 X86_32_ONLY_KEYS = ("fdiv_bug", "f00f_bug", "coma_bug", "hlt_bug")
-X86_MODEL_WORDS = re.compile(r"\b(Intel|AMD|Pentium|Celeron|Xeon|Athlon|Opteron|EPYC|Ryzen|Hygon|Zhaoxin|VIA)\b")
+# The patterns below are strings that `re` compiles on first use and caches: most runs need none of them,
+# and compiling them all at import cost about a millisecond of every run's start-up.
+X86_MODEL_WORDS = r"\b(Intel|AMD|Pentium|Celeron|Xeon|Athlon|Opteron|EPYC|Ryzen|Hygon|Zhaoxin|VIA)\b"
 # Platforms Linux builds only into 64-bit powerpc kernels (arch/powerpc/platforms/*/Kconfig: `depends on PPC64`).
 PPC64_ONLY_PLATFORMS = ("pSeries", "PowerNV", "PS3", "Cell", "Maple", "maple", "iSeries", "PA Semi PWRficient")
 # POWER4 and later run only 64-bit kernels (a 32-bit powerpc kernel supports 6xx/7xx/74xx, 4xx, 8xx, e200-e500).
-PPC64_ONLY_CPUS = re.compile(r"^POWER(4|5|6|7|8|9|1[0-9])")
+PPC64_ONLY_CPUS = r"^POWER(4|5|6|7|8|9|1[0-9])"
 # CPUs without 64-bit mode: 601/603/604, 740/750 (G3), 74xx (G4), 8xx, 4xx, e200, e300, e500 (not e5500/e6500).
-PPC32_ONLY_CPUS = re.compile(r"^(60[134]|7[0-9]{2}(/7[0-9]{2})?|74[0-9]{2}|e200|e300|e500(?!0)|8xx|MPC8|PPC4[0-9]{2}|4[0-9]{2}[A-Z]|476)")
+PPC32_ONLY_CPUS = r"^(60[134]|7[0-9]{2}(/7[0-9]{2})?|74[0-9]{2}|e200|e300|e500(?!0)|8xx|MPC8|PPC4[0-9]{2}|4[0-9]{2}[A-Z]|476)"
 # MIPS ISAs with 64-bit registers: MIPS III and later, MIPS64 (the `isa` line of arch/mips/kernel/proc.c).
-MIPS64_ISAS = re.compile(r"^(mips[345]$|mips64)")
-ARM_PLATFORM = re.compile(r"\((v[0-9]+[a-z]*?)([lb])\)\s*$")
+MIPS64_ISAS = r"^(mips[345]$|mips64)"
+ARM_PLATFORM = r"\((v[0-9]+[a-z]*?)([lb])\)\s*$"
 
 
 def _arch(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], has_flags: bool, garbage: int) -> CpuArch:
@@ -351,7 +353,7 @@ def _mips(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], h
         return None
     seen = _picked(lines, "cpu model", "isa")
     isas = first.get("isa", "").split()
-    if isas and not any(MIPS64_ISAS.match(isa) for isa in isas):
+    if isas and not any(re.match(MIPS64_ISAS, isa) for isa in isas):
         return CpuArch("mips", 32, "mips", seen, "the CPU implements no 64-bit MIPS ISA (MIPS III or MIPS64), so the kernel is 32-bit")
     return CpuArch("mips", None, None, seen, "cpuinfo shows what the CPU implements (`isa`), not whether the kernel is 32- or 64-bit")
 
@@ -367,7 +369,7 @@ def _riscv(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], 
 
 def _arm(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], has_flags: bool) -> Optional[CpuArch]:
     name = first.get("processor name") or first.get("model name", "")
-    platform = ARM_PLATFORM.search(name)
+    platform = re.search(ARM_PLATFORM, name) if "(v" in name else None  # spares x86 the compile
     is_arm = "cpu architecture" in first or "cpu implementer" in first or bool(platform) or "(aarch64)" in name
     if not is_arm and not ("hardware" in first and "processor name" in first):  # 2.4-era ARM: Processor, Hardware, Revision
         return None
@@ -391,16 +393,16 @@ def _powerpc(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str]
     if platform in PPC64_ONLY_PLATFORMS:
         return CpuArch("powerpc", 64, None, seen, f"the {platform} platform exists only in 64-bit kernels (CONFIG_PPC64); "
                        "cpuinfo does not show the byte order (ppc64 or ppc64le)")
-    if PPC64_ONLY_CPUS.match(cpu):
+    if re.match(PPC64_ONLY_CPUS, cpu):
         return CpuArch("powerpc", 64, None, seen, "POWER4 and later run only 64-bit kernels; cpuinfo does not show the byte order (ppc64 or ppc64le)")
-    if PPC32_ONLY_CPUS.match(cpu):
+    if re.match(PPC32_ONLY_CPUS, cpu):
         return CpuArch("powerpc", 32, "ppc", seen, f"a CPU without 64-bit mode ({cpu}) runs only 32-bit kernels")
     return CpuArch("powerpc", None, None, seen, "this CPU runs 32- and 64-bit kernels; cpuinfo does not say which")
 
 
 def _x86(first: Dict[str, str], lines: Dict[str, str], flags: FrozenSet[str], has_flags: bool) -> Optional[CpuArch]:
     vendor = first.get("vendor_id", "")
-    if vendor not in X86_VENDORS and not any(key in first for key in X86_KEYS) and not X86_MODEL_WORDS.search(first.get("model name", "")):
+    if vendor not in X86_VENDORS and not any(key in first for key in X86_KEYS) and not re.search(X86_MODEL_WORDS, first.get("model name", "")):
         return None
     family = _picked(lines, "vendor_id")
     bug_keys = [key for key in X86_32_ONLY_KEYS if key in first]

@@ -72,7 +72,7 @@ DMI_VENDORS: Tuple[Tuple[str, str, Optional[str]], ...] = (
     ("red hat", "unknown", "redhat"),  # virt-what: redhat (Red Hat makes no hardware: QEMU/KVM or Xen built by Red Hat)
 )
 # QEMU's machine types, as its SMBIOS tables name them (pc-i440fx-2.1, "RHEL 7.3.0 PC (i440FX + PIIX, 1996)").
-QEMU_MACHINE_TYPE = re.compile(r"^pc-(i440fx|q35)-|\((i440FX \+ PIIX|Q35 \+ ICH9), (1996|2009)\)")
+QEMU_MACHINE_TYPE = r"^pc-(i440fx|q35)-|\((i440FX \+ PIIX|Q35 \+ ICH9), (1996|2009)\)"
 # CPUID leaf 0x40000000 signatures (EBX, ECX, EDX as text) -> (name, vendor); systemd's table plus virt-what's
 # LKVMLKVMLKVM (kvmtool, which runs only on KVM) and OpenBSDVMM58 (OpenBSD vmm).
 CPUID_SIGNATURES: Dict[str, Tuple[str, Optional[str]]] = {
@@ -280,7 +280,7 @@ def _dmi(read: Reader) -> List[Clue]:
         if name == "product_version" and text.endswith(".amazon"):  # EC2's Xen instances: 4.2.amazon
             clues.append(Clue(f"{DMI_DIR}/{name}", values[name], "xen", "amazon"))
             continue
-        if name in ("product_name", "product_version") and QEMU_MACHINE_TYPE.search(values[name]):
+        if name in ("product_name", "product_version") and re.search(QEMU_MACHINE_TYPE, values[name]):
             clues.append(Clue(f"{DMI_DIR}/{name}", values[name], "qemu", None))
             continue
         for prefix, hypervisor, maker in DMI_VENDORS:
@@ -397,12 +397,12 @@ def _cpuinfo(cpu: "CpuInfo") -> List[Clue]:
 # (9672), Multiprise 3000 (7060), z900 (2064) and z800 (2066).  From the z990 (2084) on every image is an
 # LPAR at least.
 BASIC_MODE_MACHINES = ("9672", "7060", "2064", "2066", "2003", "9021", "9121", "9221")
-S390_MACHINE = re.compile(r"machine = ([0-9A-Fa-f]{4})")
+S390_MACHINE = r"machine = ([0-9A-Fa-f]{4})"
 
 
 def _ibm_z(cpu: "CpuInfo") -> List[Clue]:
     line = cpu.line("processor 0") or next((value for key, value in cpu.first_lines.items() if key.startswith("processor ")), "")
-    match = S390_MACHINE.search(line)
+    match = re.search(S390_MACHINE, line)
     if match and match.group(1) in BASIC_MODE_MACHINES:
         return []  # basic mode was possible: nothing here tells (host.hypervisor says so)
     machine = f" (machine {match.group(1)})" if match else ""

@@ -7,8 +7,6 @@ distribution config has ~10,000 lines and the checks ask for one of them, so
 parsing every line would cost start-up time for nothing.
 """
 
-import re
-from io import BytesIO
 from typing import Dict, NamedTuple, Optional
 
 from kvmready.host import Host, ReadError
@@ -16,7 +14,6 @@ from kvmready.host import Host, ReadError
 PROC_CONFIG_GZ = "/proc/config.gz"  # CONFIG_IKCONFIG_PROC
 BOOT_CONFIG = "/boot/config-{release}"  # what distributions install beside the kernel
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a distribution config is about 300 KB
-_SYMBOL = re.compile(r"CONFIG_\w+")
 
 
 class KernelConfig(NamedTuple):
@@ -26,7 +23,7 @@ class KernelConfig(NamedTuple):
 
     def get(self, symbol: str) -> Optional[str]:
         """`y`, `m`, `n` (not set) or a value; None when the configuration does not mention it."""
-        if not _SYMBOL.fullmatch(symbol):
+        if not (symbol.startswith("CONFIG_") and symbol.isidentifier()):
             raise ValueError(f"not a Kconfig symbol: {symbol!r}")
         text = "\n" + self.text
         # The last line about the symbol wins, as in Kconfig itself.
@@ -65,14 +62,16 @@ def collect(host: Host, release: Optional[str]) -> KernelConfig:
 
 
 def _gunzip(data: bytes) -> str:
-    import gzip
+    """zlib's own gzip decoding (CRC and length checked at the end): the gzip module costs an import."""
     import zlib
 
+    stream = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     try:
-        with gzip.GzipFile(fileobj=BytesIO(data)) as stream:
-            text = stream.read(MAX_CONFIG_BYTES + 1)
-    except (OSError, EOFError, zlib.error) as error:
+        text = stream.decompress(data, MAX_CONFIG_BYTES + 1)
+    except zlib.error as error:
         raise ValueError(f"not a gzip file ({error})") from None
     if len(text) > MAX_CONFIG_BYTES:
         raise ValueError(f"decompresses to more than {MAX_CONFIG_BYTES} bytes")
+    if not stream.eof:
+        raise ValueError("the gzip stream is truncated")
     return text.decode("utf-8", "replace")

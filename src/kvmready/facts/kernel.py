@@ -34,7 +34,7 @@ MEMINFO = "/proc/meminfo"
 
 # Distribution kernels put the architecture at the end of the release: Fedora/RHEL `.x86_64`, `.i686`,
 # `.el5PAE`; Debian `-amd64`, `-arm64`, `-686`, `-686-pae`; Ubuntu `-generic-pae`; SUSE `-pae`.
-_RELEASE_ARCH = re.compile(
+_RELEASE_ARCH = (
     r"[.-](x86_64|amd64|aarch64|arm64|s390x|ppc64le|ppc64|riscv64|loongarch64|i[3-6]86)$"
     r"|-([4-6]86(?:-pae|-bigmem)?|generic-pae|pae)$"
     r"|[0-9](PAE)$"
@@ -273,7 +273,7 @@ def _named(host: Host, release: Optional[str], cpu_family: Optional[str], clues:
             return ArchInfo(name, ARCH_SYSCTL, None, facts[0], facts[1], tuple(clues))
     except ReadError:
         pass
-    match = _RELEASE_ARCH.search(release or "")
+    match = re.search(_RELEASE_ARCH, release or "")
     if match:
         suffix = next(group for group in match.groups() if group)
         name = normalise_arch(suffix)

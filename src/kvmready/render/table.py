@@ -29,6 +29,7 @@ VERDICT_LOOK = {
 }
 FIX_FIRST = 3  # remediation steps shown under the verdict
 NARROW = 72
+MIN_RESULT = 10
 
 
 class TableRenderer:
@@ -42,7 +43,6 @@ class TableRenderer:
 
 def _render(report: Report, width: int, color: bool) -> str:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     buffer = io.StringIO()
@@ -60,25 +60,20 @@ def _render(report: Report, width: int, color: bool) -> str:
     console.print(Text(_headline(report)), style="bold" if color else None)
     # Below NARROW columns the severity column goes: the result text needs the room.
     show_severity = width >= NARROW
-    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False, show_edge=False)
-    # Fixed widths spare rich measuring every cell (a quarter of the render time).
     widths = _column_widths(report, width, show_severity)
-    table.add_column("status", no_wrap=True, width=widths[0])
-    table.add_column("check", no_wrap=True, overflow="fold", width=widths[1])
-    if show_severity:
-        table.add_column("sev", no_wrap=True, width=widths[2])
-    table.add_column("result", overflow="fold", width=widths[-1])
+    headings = ["status", "check"] + (["sev"] if show_severity else []) + ["result"]
+    lines = _row(console, widths, [Text(heading, style="bold") for heading in headings])
     for category in report.categories + tuple(sorted({c.category for c in report.checks} - set(report.categories))):
         rows = sorted((c for c in report.checks if c.category == category), key=lambda c: c.rank)
         if not rows:
             continue
-        heading: List[Any] = ["", Text(category.upper(), style="bold underline"), ""] + ([""] if show_severity else [])
-        table.add_row(*heading)
+        lines += _row(console, widths, [Text(), Text(category.upper(), style="bold underline")] + [Text()] * (len(widths) - 2))
         for check in rows:
             label, style = STATUS_LOOK[check.status]
-            severity = [SEVERITY_SHORT[check.severity.value]] if show_severity else []
-            table.add_row(Text(label, style=style), Text(printable(check.id)), *severity, Text(printable(check.summary)))
-    console.print(table)
+            severity = [Text(SEVERITY_SHORT[check.severity.value])] if show_severity else []
+            lines += _row(console, widths, [Text(label, style=style), Text(printable(check.id)), *severity,
+                                            Text(printable(check.summary))])
+    console.print(Text("\n").join(lines), soft_wrap=True)
     console.print()
     label, style = VERDICT_LOOK[report.verdict]
     counts = " · ".join(f"{report.summary[status.value]} {status.value}" for status in STATUS_ORDER)
@@ -90,17 +85,43 @@ def _render(report: Report, width: int, color: bool) -> str:
         waiting = ", ".join(printable(check_id) for check_id in report.waiting_on_upstream)
         # one short line, so it stays one line at 80 columns: the fix-first list says how to gate on the rest
         console.print(Text(f"Ready in every other respect: {waiting} waits on upstream"), overflow="fold")
-    _fix_first(console, report)
+    _fix_first(console, report, width)
     # rich pads cells to the full width; CI logs are easier to read without the trailing blanks.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
+def _row(console: Any, widths: List[int], cells: List[Any], gap: int = 2) -> List[Any]:
+    """One table row as lines of text: each cell wrapped to its column (words longer than the column folded), the
+    cells side by side, `gap` blanks between columns.  Laid out here rather than by rich's Table, which took
+    most of the table's render time (and import) for the same result."""
+    from rich.text import Text
+
+    wrapped = [[cell] if cell.cell_len <= width and "\n" not in cell.plain else cell.wrap(console, width, overflow="fold")
+               for cell, width in zip(cells, widths)]  # most cells fit: wrapping them would only cost time
+    lines = []
+    for index in range(max(len(cell_lines) for cell_lines in wrapped)):
+        line = Text()
+        for column, (cell_lines, width) in enumerate(zip(wrapped, widths)):
+            part = cell_lines[index] if index < len(cell_lines) else Text()
+            line.append_text(part)
+            if column < len(widths) - 1:
+                line.append(" " * (width - part.cell_len + gap))
+        lines.append(line)
+    return lines
+
+
 def _column_widths(report: Report, width: int, show_severity: bool) -> List[int]:
+    """Widths of the columns, summing to `width` with the gaps: the result gets what is left, at least
+    MIN_RESULT, taken from the check column (whose ids then fold) on the narrowest terminals."""
     status = max(len(label) for label, _ in STATUS_LOOK.values())
     check = max([len("check")] + [len(printable(c.id)) for c in report.checks] + [len(c.category) for c in report.checks])
-    fixed = [status, check] + ([len("info")] if show_severity else [])
-    gaps = 2 * len(fixed)  # one blank either side of every inner column edge
-    return fixed + [max(10, width - sum(fixed) - gaps)]
+    severity = [len("info")] if show_severity else []
+    gaps = 2 * (len(severity) + 2)  # two blanks between neighbouring columns
+    result = width - status - check - sum(severity) - gaps
+    if result < MIN_RESULT:
+        check = max(len("check"), check - (MIN_RESULT - result))
+        result = max(MIN_RESULT, width - status - check - sum(severity) - gaps)
+    return [status, check] + severity + [result]
 
 
 def _headline(report: Report) -> str:
@@ -120,8 +141,7 @@ def _headline(report: Report) -> str:
     return printable(" · ".join(str(part) for part in parts if part))
 
 
-def _fix_first(console: Any, report: Report) -> None:
-    from rich.table import Table
+def _fix_first(console: Any, report: Report, width: int) -> None:
     from rich.text import Text
 
     steps = [report.check(check_id) for check_id in report.reasons]
@@ -129,14 +149,13 @@ def _fix_first(console: Any, report: Report) -> None:
     if not steps:
         return
     console.print("Fix first:" if report.verdict is not Verdict.INDETERMINATE else "Look first:")
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, justify="right")
-    grid.add_column(overflow="fold")
+    number_width = len(f" {FIX_FIRST}.")
+    lines = []
     for index, check in enumerate(steps[:FIX_FIRST], 1):
         line = Text()
         line.append(printable(check.id), style="bold")
         line.append(f": {printable(check.remediation or check.summary)}")
-        grid.add_row(f" {index}.", line)
-    console.print(grid)
+        lines += _row(console, [number_width, width - number_width - 1], [Text(f"{index}.".rjust(number_width)), line], gap=1)
+    console.print(Text("\n").join(lines), soft_wrap=True)
     if len(steps) > FIX_FIRST:
         console.print(f" … and {len(steps) - FIX_FIRST} more (`kvmready explain ID`, or --format json for every detail)")
