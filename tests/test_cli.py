@@ -351,7 +351,7 @@ def test_output_into_a_missing_directory_exits_2(tree_factory, tmp_path):
 
 
 # -- the table -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("width", [60, 80, 200])
+@pytest.mark.parametrize("width", [40, 60, 71, 72, 80, 200])
 def test_table_fits_the_width_and_names_every_check(tree_factory, width):
     root = tree_factory(cpus=2, vmx=False)  # long summaries and remediation text
     result = run_cli(["check"], facts_factory=facts_of(root), env={"COLUMNS": str(width)})

@@ -29,7 +29,7 @@ VERDICT_LOOK = {
 }
 FIX_FIRST = 3  # remediation steps shown under the verdict
 NARROW = 72
-MIN_RESULT = 10
+MIN_RESULT = 6  # at the narrowest terminal (40 columns) the check ids still fit whole
 
 
 class TableRenderer:
