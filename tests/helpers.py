@@ -129,3 +129,54 @@ def code_blocks(path: Union[str, os.PathLike], language: str) -> List[str]:
 
     text = Path(path).read_text(encoding="utf-8")
     return [match.group(1) for match in re.finditer(rf"^```{re.escape(language)}\n(.*?)^```$", text, re.M | re.S)]
+
+
+NOBODY = 65534  # nobody/nogroup
+
+
+def run_as_nobody(work: Callable[[], Dict[str, Any]], timeout_s: float = 120.0) -> Dict[str, Any]:
+    """`work()` in a forked child that dropped to nobody/nogroup; its dict comes back as JSON.
+
+    In process, not a new interpreter: the interpreter's own files sit in root's 0700 home, so an
+    unprivileged process could not even start it (import what the child needs while still root).
+    An exception in the child comes back as {"exception", "traceback"}; a child that does not answer
+    within `timeout_s` is killed and the test fails."""
+    import select
+    import signal
+    import traceback
+
+    import pytest
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            payload = dict(work(), uid=os.getuid())
+        except BaseException as error:  # anything: the parent reports it
+            payload = {"exception": repr(error), "traceback": traceback.format_exc()}
+        try:
+            os.write(write_fd, json.dumps(payload, default=str).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], timeout_s)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"the unprivileged child did not answer within {timeout_s} s")
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    payload = json.loads(b"".join(chunks) or b"{}")
+    assert "exception" not in payload, payload.get("traceback")
+    return payload

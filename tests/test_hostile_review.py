@@ -20,14 +20,13 @@ import shutil
 import socket
 import stat
 import tempfile
-import traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from fakes import FakeKvmBackend, FakeLiveSystem
-from helpers import run_cli
+from helpers import NOBODY, run_as_nobody, run_cli
 from hostile import TOLERATED, base_files, base_manifest, snapshot_archive
 from prometheus_client.parser import text_string_to_metric_families
 from treebuilder import Tree, intel_desktop, kvm_guest, make_facts, pvm_host, run_check
@@ -38,7 +37,6 @@ from kvmready.model import Status, Target
 from kvmready.render import OutputFormat
 
 EACCES = "Permission denied (EACCES)"
-NOBODY = 65534
 TEMPORARY = re.compile(r"^\..*\.tmp$")  # outfile's temporary dot-files
 
 
@@ -459,38 +457,12 @@ def test_fleet_caps_the_malformed_list_and_counts_what_it_leaves_out(tmp_path):
 
 
 def _as_nobody(args: List[str]) -> Dict[str, Any]:
-    """`kvmready ARGS` in a forked child that dropped to nobody/nogroup, in process (the interpreter lives
-    in root's 0700 home, so a new unprivileged interpreter could not start); the result comes back as JSON."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            result = run_cli(args)
-            payload = {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr, "uid": os.getuid()}
-        except BaseException:  # anything: the parent reports it
-            payload = {"traceback": traceback.format_exc()}
-        try:
-            os.write(write_fd, json.dumps(payload).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    chunks = []
-    try:
-        while True:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    payload = json.loads(b"".join(chunks) or b"{}")
-    assert "traceback" not in payload, payload.get("traceback")
-    return payload
+    """`kvmready ARGS` as nobody/nogroup, in a forked child (helpers.run_as_nobody)."""
+    def work() -> Dict[str, Any]:
+        result = run_cli(args)
+        return {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
+
+    return run_as_nobody(work)
 
 
 @pytest.fixture

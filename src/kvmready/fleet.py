@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from kvmready.text import clean_text
+from kvmready.text import clean_text, each_line
 
 VERDICTS = ("ready", "ready_with_warnings", "not_ready", "indeterminate")
 NOT_READY = ("not_ready", "indeterminate")
@@ -351,21 +351,10 @@ def _item(document: Any, source: str, fallback_host: str, pending: Optional[List
         return Malformed(source, f"unreadable report ({type(error).__name__}: {error})")
 
 
-def _each_line(text: str) -> Iterator[str]:
-    """The lines of `text` one at a time (a list of millions of lines would cost more than the file)."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start)
-        if end < 0:
-            end = len(text)
-        yield text[start:end]
-        start = end + 1
-
-
 def _lines(text: str, path: str, name: str) -> Iterator[Item]:
     """JSON Lines: reports one a line, or kvmready's jsonl (check lines, then their report line)."""
     pending: List[Dict[str, Any]] = []
-    for number, line in enumerate(_each_line(text), 1):
+    for number, line in enumerate(each_line(text), 1):
         if not line.strip():
             continue
         source = f"{path}:{number}"

@@ -8,6 +8,7 @@ bidirectional override would reorder what the reader sees.
 """
 
 import re
+from typing import Iterator
 
 # C0 and C1 controls, DEL, and the bidirectional embedding/override/isolate characters.  A pattern
 # string, compiled by `re` on first use: compiling it costs most of a millisecond, and JSON never uses it.
@@ -31,3 +32,15 @@ def _escape(match: "re.Match[str]") -> str:
 def printable(text: str) -> str:
     """`text` for a terminal: UTF-8-safe, every control or bidi character shown as an escape (`\\x1b`)."""
     return re.sub(_UNPRINTABLE, _escape, clean_text(text))
+
+
+def each_line(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time: a 4096-CPU cpuinfo is 7 MB, a fleet file millions of lines, and a
+    list of their lines would cost more memory than the text itself."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end]
+        start = end + 1

@@ -24,6 +24,7 @@ import threading
 import time
 
 import pytest
+from helpers import NOBODY, run_as_nobody
 
 from kvmready import kvmapi
 from kvmready.kvmabi import KVM_DEVICE
@@ -406,20 +407,12 @@ def test_closed_handle_reports_ebadf(kvm):
     assert info.value.errno == errno.EBADF
 
 
-def _probe_as_nobody(write_end: int) -> None:
-    """Child side: drop to uid/gid 65534 and try to open /dev/kvm."""
+def _open_device() -> dict:
     try:
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-        try:
-            KvmBackend().open_device().close()
-            reply = {"opened": True}
-        except KvmError as exc:
-            reply = {"operation": exc.operation, "errno": exc.errno}
-    except BaseException as exc:  # report anything, never fall back into pytest
-        reply = {"crash": repr(exc)}
-    os.write(write_end, json.dumps(reply).encode())
+        KvmBackend().open_device().close()
+        return {"opened": True}
+    except KvmError as exc:
+        return {"operation": exc.operation, "errno": exc.errno}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
@@ -427,53 +420,25 @@ def test_unprivileged_user_gets_eacces():
     mode = os.stat(KVM_DEVICE).st_mode
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         pytest.skip(f"{KVM_DEVICE} is accessible to others here (mode {mode & 0o777:o})")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            _probe_as_nobody(write_end)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        reply = json.loads(reader.read() or b"{}")
-    os.waitpid(pid, 0)
-    assert reply == {"operation": "open", "errno": errno.EACCES}
-
-
-def _run_guest_as_nobody(write_end: int) -> None:
-    """Child side: open /dev/kvm as root, drop to uid/gid 65534, run the smoke guest."""
-    try:
-        handle = KvmBackend().open_device()
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-        with handle, handle.create_vm() as machine:
-            result = machine.run_smoke_guest()
-        reply = {"uid": os.getuid(), "ok": result.ok, "stages": list(result.stages), "problem": result.problem}
-    except BaseException as exc:  # report anything, never fall back into pytest
-        reply = {"crash": repr(exc)}
-    os.write(write_end, json.dumps(reply).encode())
+    assert run_as_nobody(_open_device) == {"operation": "open", "errno": errno.EACCES, "uid": NOBODY}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
 def test_the_guest_needs_only_the_device_fd_no_privilege():
+    """/dev/kvm opened by root, the guest run by nobody through the inherited descriptor."""
     kvmapi._import_guest_modules()  # the interpreter's files may be unreadable to uid 65534
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            _run_guest_as_nobody(write_end)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        reply = json.loads(reader.read() or b"{}")
-    os.waitpid(pid, 0)
-    assert reply["uid"] == 65534 and "crash" not in reply, reply
+    handle = KvmBackend().open_device()
+
+    def run_guest() -> dict:
+        with handle, handle.create_vm() as machine:
+            result = machine.run_smoke_guest()
+        return {"ok": result.ok, "stages": list(result.stages), "problem": result.problem}
+
+    try:
+        reply = run_as_nobody(run_guest)
+    finally:
+        handle.close()
     if PARAVIRTUAL:
         assert not reply["ok"] and reply["stages"] == list(TO_LONG) and "emulation failed" in reply["problem"]
     else:
-        assert reply == {"uid": 65534, "ok": True, "stages": list(FULL), "problem": None}
+        assert reply == {"uid": NOBODY, "ok": True, "stages": list(FULL), "problem": None}

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import stat
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import pytest
+from helpers import NOBODY, run_as_nobody
 
 pytestmark = pytest.mark.integration
 
 KVM = "/dev/kvm"
 SRC = Path(__file__).resolve().parents[2] / "src"
 LIVE_CHECKS = ("kvm.access", "kvm.api", "kvm.capabilities", "kvm.create-vm", "kvm.guest")
-NOBODY = 65534
 
 if not os.path.exists(KVM):
     pytest.skip(f"{KVM} does not exist on this machine", allow_module_level=True)
@@ -130,38 +127,27 @@ def test_live_workstation_target_needs_vtx_here():
 
 
 # --- an unprivileged user --------------------------------------------------------------------------
-def _check_as_nobody(write_fd: int) -> None:
-    """In the forked child: drop to nobody/nogroup, run the checks in-process, report through the pipe."""
-    try:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        from kvmready import runner
-        from kvmready.facts import Facts
-        from kvmready.facts.live import LiveSystem
-        from kvmready.host import DirectoryHost
-        from kvmready.model import Target
+def _check_as_nobody() -> dict:
+    """The checks in process, as the forked unprivileged child runs them (helpers.run_as_nobody)."""
+    from kvmready import runner
+    from kvmready.facts import Facts
+    from kvmready.facts.live import LiveSystem
+    from kvmready.host import DirectoryHost
+    from kvmready.model import Target
 
-        facts = Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir="/tmp")
-        results = runner.run(facts, Target.KVM)
-        report = runner.build_report(facts, Target.KVM, results)
-        access = report.check("kvm.access")
-        payload = {
-            "uid": os.getuid(),
-            "status": access.status.value,
-            "summary": access.summary,
-            "remediation": access.remediation,
-            "evidence": dict(access.evidence),
-            "exit_code": report.exit_code,
-            "verdict": report.verdict.value,
-            "api": report.check("kvm.api").status.value,
-        }
-    except BaseException as error:  # anything: the parent reports it
-        payload = {"exception": repr(error), "traceback": traceback.format_exc()}
-    try:
-        os.write(write_fd, json.dumps(payload, default=str).encode())
-    finally:
-        os._exit(0)
+    facts = Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir="/tmp")
+    results = runner.run(facts, Target.KVM)
+    report = runner.build_report(facts, Target.KVM, results)
+    access = report.check("kvm.access")
+    return {
+        "status": access.status.value,
+        "summary": access.summary,
+        "remediation": access.remediation,
+        "evidence": dict(access.evidence),
+        "exit_code": report.exit_code,
+        "verdict": report.verdict.value,
+        "api": report.check("kvm.api").status.value,
+    }
 
 
 def _run_in_unprivileged_child(timeout_s: float = 120.0) -> dict:
@@ -175,29 +161,7 @@ def _run_in_unprivileged_child(timeout_s: float = 120.0) -> dict:
     import kvmready.runner  # noqa: F401
     import kvmready.summary  # noqa: F401
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        _check_as_nobody(write_fd)
-    os.close(write_fd)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([read_fd], [], [], timeout_s)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail(f"the unprivileged child did not answer within {timeout_s} s")
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    payload = json.loads(b"".join(chunks) or b"{}")
-    assert "exception" not in payload, payload.get("traceback")
-    return payload
+    return run_as_nobody(_check_as_nobody, timeout_s)
 
 
 def test_unprivileged_user_is_refused_with_the_group_and_udev_fix():

@@ -13,9 +13,10 @@ runs a 32-bit kernel.
 
 import re
 from types import MappingProxyType
-from typing import Callable, Dict, FrozenSet, Iterator, Mapping, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, Mapping, NamedTuple, Optional, Tuple
 
 from kvmready.host import Host, ReadError
+from kvmready.text import each_line
 
 CPUINFO = "/proc/cpuinfo"
 # 16 MiB holds the cpuinfo of machines with thousands of CPUs.
@@ -125,7 +126,7 @@ def collect(host: Host) -> CpuInfo:
 def parse(text: str) -> CpuInfo:
     """One pass over the lines; identical flag lines (every CPU of a machine, usually) share one set."""
     scan = _Scan()
-    for line in _each_line(text):
+    for line in each_line(text):
         scan.feed(line)
     scan.end_block()
     first = scan.first
@@ -145,17 +146,6 @@ def parse(text: str) -> CpuInfo:
         garbage_lines=scan.garbage,
         first_lines=MappingProxyType(scan.first_lines),
     )
-
-
-def _each_line(text: str) -> Iterator[str]:
-    """Lines one at a time: a 4096-CPU cpuinfo is 7 MB, and a list of its lines would double it."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start)
-        if end < 0:
-            end = len(text)
-        yield text[start:end]
-        start = end + 1
 
 
 class _Scan:
