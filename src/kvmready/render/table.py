@@ -86,7 +86,7 @@ def _render(report: Report, width: int, color: bool) -> str:
         # one short line, so it stays one line at 80 columns: the fix-first list says how to gate on the rest
         console.print(Text(f"Ready in every other respect: {waiting} waits on upstream"), overflow="fold")
     _fix_first(console, report, width)
-    # rich pads cells to the full width; CI logs are easier to read without the trailing blanks.
+    # A blank heading row, a short wrapped line: CI logs are easier to read without trailing blanks.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
