@@ -30,6 +30,7 @@ from treebuilder import (
     pvm_host,
     run_check,
     without_kernel_width,
+    x86_machine,
 )
 
 from kvmready import vmware_caps
@@ -554,6 +555,26 @@ def test_module_kvm_without_a_vendor_module_fails_naming_the_vendor_module():
     assert "no vendor module" in result.summary
     assert "sudo modprobe kvm_intel" in result.remediation
     assert "Operation not supported" in result.remediation
+
+
+@pytest.mark.parametrize("vendor", ["CentaurHauls", "  Shanghai  "])
+def test_module_on_centaur_and_zhaoxin_names_kvm_intel(vendor):
+    # Their CPUs implement VMX, which kvm_intel drives (cpuvendors.py), not "kvm_intel or kvm_amd".
+    tree = x86_machine(vendor=vendor, model="ZHAOXIN KaiXian KX-U6780A@2.7GHz", extension_flags=["vmx"],
+                       modules=("kvm", "irqbypass"))
+    result = run_check("kvm.module", tree)
+    assert result.status is Status.FAIL
+    assert "sudo modprobe kvm_intel" in result.remediation
+    assert "kvm_amd" not in result.remediation
+
+
+@pytest.mark.parametrize("vendor, register", [("  Shanghai  ", 0x3A), ("CentaurHauls", 0x3A), ("HygonGenuine", 0xC0010114)])
+def test_firmware_reads_the_msr_of_the_vendors_extension(vendor, register):
+    tree = x86_machine(vendor=vendor, model="x86 CPU", extension_flags=[], modules=("kvm",), kvm_present=False)
+    live = root(msr={register: 0x0})
+    result = run_check("cpu.firmware", tree, live=live)
+    assert result.evidence["register"] == f"0x{register:X}"
+    assert [call for call in live.calls if call[0] == "read_msr"]
 
 
 def test_module_none_fails_with_modprobe_and_modules_load():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from kvmready import cpuvendors
 from kvmready.facts import Facts, cpuinfo, firmware, hypervisor, kernel, memory, modules, osinfo
 from kvmready.host import MemoryHost
 
@@ -55,7 +56,7 @@ def test_cpuinfo_flags_are_the_union_of_every_block():
     assert info.flag_lines == 2
     assert info.vmx_cpus == 2
     assert info.virtualization == "vt-x"
-    assert info.vendor == "GenuineIntel" and info.vendor_name == "Intel"
+    assert info.vendor == "GenuineIntel"
     assert info.model == "Test CPU @ 3.00GHz"
 
 
@@ -94,7 +95,15 @@ def test_cpuinfo_svm_is_amd_v():
     info = cpuinfo.parse(cpus(x86_block(0, X86_BASE + " svm npt", vendor="AuthenticAMD")))
     assert info.svm_cpus == 1 and info.vmx_cpus == 0
     assert info.virtualization == "amd-v"
-    assert info.vendor_name == "AMD"
+    assert info.vendor == "AuthenticAMD"
+
+
+def test_cpuinfo_zhaoxin_vendor_is_read_stripped_and_known_as_vt_x():
+    # CPUID's vendor string is "  Shanghai  "; the kernel prints it after "vendor_id\t: ".
+    info = cpuinfo.parse(cpus(x86_block(0, X86_BASE + " vmx", vendor="  Shanghai  ")))
+    assert info.vendor == "Shanghai"
+    assert cpuvendors.extension_of(info.vendor) == cpuvendors.VMX
+    assert info.virtualization == "vt-x"
 
 
 def test_cpuinfo_x86_word_size_comes_from_the_kernels_layout_never_from_lm():

@@ -25,7 +25,7 @@ from test_render_formats import every_report
 from kvmready import cli_integrations, fleet
 from kvmready.facts import Facts
 from kvmready.host import DirectoryHost
-from kvmready.model import Report
+from kvmready.model import Report, Target
 from kvmready.render import OutputFormat
 from kvmready.render.fleet import FleetTableRenderer
 from kvmready.schema import schema as report_schema
@@ -386,7 +386,7 @@ def test_ansible_fact_print_script_embeds_this_interpreter():
 
 def test_fact_script_falls_back_to_an_indeterminate_report(tmp_path: Path):
     """The script itself, with an interpreter that is gone: still JSON, still exit 0."""
-    script = cli_integrations.fact_script("workstation").replace(sys.executable, str(tmp_path / "no-python"))
+    script = cli_integrations.fact_script(Target.WORKSTATION).replace(sys.executable, str(tmp_path / "no-python"))
     path = tmp_path / "kvmready.fact"
     path.write_text(script)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -404,6 +404,6 @@ def test_fact_script_passes_the_report_through(tmp_path: Path):
     fake = tmp_path / "fake-python"
     fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(report, indent=2)}\nEOF\n")
     fake.chmod(0o755)
-    script = cli_integrations.fact_script("kvm").replace(sys.executable, str(fake))
+    script = cli_integrations.fact_script(Target.KVM).replace(sys.executable, str(fake))
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and json.loads(done.stdout) == report

@@ -37,6 +37,7 @@ LAYER_OF: Dict[str, str] = {
     "kvmready": "model",
     "kvmready.model": "model",
     "kvmready.kvmabi": "model",
+    "kvmready.cpuvendors": "model",
     "kvmready.vmware_caps": "model",
     "kvmready.text": "model",
     "kvmready.schema": "model",

@@ -42,7 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from treebuilder import KVM_GID, amd_desktop, intel_desktop, kvm_guest, make_facts, pvm_host
 
 from kvmready import runner
-from kvmready.checks import CATEGORY_ORDER, PRIORITY
+from kvmready.checks import CATEGORY_ORDER, RANKS
 from kvmready.facts import Facts
 from kvmready.host import DirectoryHost
 from kvmready.model import CheckResult, Report, Severity, Status, Target, Verdict
@@ -77,7 +77,7 @@ def make_check(check_id: str, severity: Severity, status: Status, **overrides) -
         detail=f"why {check_id} is {status.value}" if status is not Status.PASS else "",
         remediation=f"fix {check_id}" if status in (Status.FAIL, Status.WARN) else None,
         evidence={"status": status.value, "nested": {"list": [1, 2, None], "flag": True}},
-        rank=runner.RANKS.get(check_id, len(runner.RANKS)),
+        rank=RANKS.get(check_id, len(RANKS)),
         duration=0.000125 * (1 + len(check_id) % 7),  # distinct, stable times for the golden files
     )
     fields.update(overrides)
@@ -149,7 +149,7 @@ def all_pass(ids=GOLDEN_IDS) -> List[CheckResult]:
 def with_statuses(assignments: Dict[str, Tuple[Severity, Status]], ids=None, overrides=None) -> List[CheckResult]:
     """Every registered check (or `ids`): passing and required unless assigned."""
     checks = []
-    for check_id in sorted(PRIORITY) if ids is None else ids:
+    for check_id in sorted(RANKS) if ids is None else ids:
         severity, status = assignments.get(check_id, (Severity.REQUIRED, Status.PASS))
         checks.append(make_check(check_id, severity, status, **(overrides or {}).get(check_id, {})))
     return checks
@@ -157,7 +157,7 @@ def with_statuses(assignments: Dict[str, Tuple[Severity, Status]], ids=None, ove
 
 def mixed_checks() -> List[CheckResult]:
     """Every (severity, status) pair once, on real check ids."""
-    assert len(GOLDEN_IDS) == len(ALL_COMBOS) and set(GOLDEN_IDS) <= set(PRIORITY)
+    assert len(GOLDEN_IDS) == len(ALL_COMBOS) and set(GOLDEN_IDS) <= set(RANKS)
     return with_statuses(dict(zip(GOLDEN_IDS, ALL_COMBOS)), ids=GOLDEN_IDS)
 
 
@@ -176,7 +176,7 @@ def hostile_report() -> Report:
 
 
 def synthetic_reports() -> Dict[str, Report]:
-    ids = sorted(PRIORITY)
+    ids = sorted(RANKS)
     required_warn = {ids[0]: (Severity.REQUIRED, Status.WARN)}
     recommended_fail = {ids[1]: (Severity.RECOMMENDED, Status.FAIL), ids[2]: (Severity.RECOMMENDED, Status.ERROR)}
     return {
@@ -184,7 +184,7 @@ def synthetic_reports() -> Dict[str, Report]:
         "mixed-strict": make_report(mixed_checks(), strict=True),
         "mixed-exit-zero": make_report(mixed_checks(), exit_zero=True),
         "ready": make_report(all_pass(), target=Target.KVM),
-        "every-check-passes": make_report(all_pass(sorted(PRIORITY))),
+        "every-check-passes": make_report(all_pass(sorted(RANKS))),
         "warnings": make_report(with_statuses({**required_warn, **recommended_fail})),
         "warnings-strict": make_report(with_statuses({**required_warn, **recommended_fail}), strict=True),
         "info-only-failures": make_report(with_statuses({ids[3]: (Severity.INFO, Status.FAIL), ids[4]: (Severity.INFO, Status.ERROR)})),
@@ -564,8 +564,9 @@ def test_prometheus_values(report: Report):
 
 
 def prometheus_label(value) -> str:
-    """What a label value reads back as: control characters other than line feed are dropped."""
-    text = "" if value is None else str(value).encode("utf-8", "replace").decode("utf-8")
+    """What a label value reads back as: control characters other than line feed are dropped, and a lone
+    surrogate (an undecodable byte from the host) is U+FFFD, as in every other format."""
+    text = "" if value is None else re.sub("[\ud800-\udfff]", "\ufffd", str(value))
     return re.sub("[\x00-\x09\x0b-\x1f\x7f]", "", text)
 
 

@@ -22,9 +22,9 @@ from test_render_formats import every_report
 from kvmready import orchestration
 from kvmready.model import Target
 from kvmready.render import OutputFormat
-from kvmready.schema import schema
+from kvmready.schema import FLEET_SCHEMA_RESOURCE, schema
 
-FLEET_SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "src" / "kvmready" / "schemas" / "fleet-v1.json").read_text())
+FLEET_SCHEMA = schema(FLEET_SCHEMA_RESOURCE)
 
 
 def declared(node: Any, path: str = "#") -> Iterator[Tuple[str, Dict[str, Any]]]:
@@ -78,7 +78,7 @@ def reports_kvmready_writes() -> List[Tuple[str, Dict[str, Any]]]:
     for folder in ("real-hosts", "scenarios"):
         for path in sorted((GOLDENS / folder).glob("*.json")):
             documents.append((f"{folder}/{path.name}", json.loads(path.read_text(encoding="utf-8"))))
-    documents.append(("error_report", orchestration.error_report("kvmready could not read this host: why", "kvm")))
+    documents.append(("error_report", orchestration.error_report("kvmready could not read this host: why", Target.KVM)))
     return documents
 
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 import typer
 
 from kvmready.cli_common import CommandRequired, say, write_output
-from kvmready.model import DEFAULT_VM_DIR, Target
+from kvmready.model import DEFAULT_VM_DIR, TIMESTAMP_FORMAT, Target
 
 
 class FleetFormat(str, enum.Enum):
@@ -79,9 +79,9 @@ def fleet_summarize(
 
 def fleet_schema() -> None:
     """Print the JSON Schema of `kvmready fleet summarize --format json` (draft 2020-12)."""
-    from importlib.resources import files
+    from kvmready.schema import FLEET_SCHEMA_RESOURCE, schema_text
 
-    write_output(files("kvmready.schemas").joinpath("fleet-v1.json").read_text(encoding="utf-8"), None)
+    write_output(schema_text(FLEET_SCHEMA_RESOURCE), None)
 
 
 def ansible_fact(
@@ -97,7 +97,7 @@ def ansible_fact(
     the report says verdict "indeterminate" with an "error" field.
     """
     if print_script:
-        write_output(fact_script(target.value, vm_dir), None)
+        write_output(fact_script(target, vm_dir), None)
         return
     from kvmready import orchestration
 
@@ -108,7 +108,7 @@ def ansible_fact(
         pass  # stdout closed or full: the fact promises exit 0, and there is nobody left to tell
 
 
-def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
+def fact_script(target: Target, vm_dir: str = DEFAULT_VM_DIR) -> str:
     """A /bin/sh fact script that runs this very kvmready (same interpreter) and always exits 0.
 
     Ansible's setup module runs every executable *.fact in fact_path with no
@@ -124,7 +124,7 @@ def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
     from kvmready.orchestration import error_report
 
     python = sys.executable or "python3"
-    command = [python, "-m", "kvmready", "ansible-fact", "--target", target]
+    command = [python, "-m", "kvmready", "ansible-fact", "--target", target.value]
     if vm_dir != DEFAULT_VM_DIR:
         command += ["--vm-dir", vm_dir]
     lines = [
@@ -143,7 +143,7 @@ def fact_script(target: str, vm_dir: str = DEFAULT_VM_DIR) -> str:
     head, tail = head + '"', '"' + tail
     lines += [
         f"report=$({shlex.join(command)}) && [ -n \"$report\" ] && {{ printf '%s\\n' \"$report\"; exit 0; }}",
-        f"printf '%s%s%s\\n' {shlex.quote(head)} \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" {shlex.quote(tail)}",
+        f"printf '%s%s%s\\n' {shlex.quote(head)} \"$(date -u +{TIMESTAMP_FORMAT})\" {shlex.quote(tail)}",
         "exit 0",
     ]
     return "\n".join(lines) + "\n"

@@ -26,10 +26,11 @@ import sys
 from collections import Counter
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+from kvmready.model import Verdict, tool_info
 from kvmready.text import clean_text, each_line
 
-VERDICTS = ("ready", "ready_with_warnings", "not_ready", "indeterminate")
-NOT_READY = ("not_ready", "indeterminate")
+VERDICTS = tuple(verdict.value for verdict in Verdict)
+NOT_READY = tuple(verdict.value for verdict in Verdict if not verdict.is_ready)
 MAX_FILE_BYTES = 16 * 1024 * 1024
 STDIN = "-"
 
@@ -110,11 +111,13 @@ class Summary(NamedTuple):
 
     def to_dict(self, top: Optional[int] = None, version: Optional[str] = None) -> Dict[str, Any]:
         if version is None:
-            from kvmready import __version__ as version
+            from kvmready import __version__
+
+            version = __version__
         return {
             "schema_version": 1,
             "kind": "fleet_summary",
-            "tool": {"name": "kvmready", "version": version},
+            "tool": tool_info(version),
             "inputs": {"files": self.files, "reports": self.reports, "malformed": self.malformed_count},
             "hosts": self.reports,
             "verdicts": {clean_text(verdict): count for verdict, count in self.verdicts.items()},

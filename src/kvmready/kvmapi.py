@@ -23,7 +23,7 @@ import errno
 import os
 import struct
 import time
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from kvmready.kvmabi import KVM_DEVICE
 
@@ -471,15 +471,16 @@ class KvmBackend:
         return KvmHandle(fd, path)
 
 
-class KvmHandle:
-    """An open /dev/kvm (system ioctls). Context manager; close() is idempotent."""
+_Fd = TypeVar("_Fd", bound="_KvmFd")
 
-    def __init__(self, fd: int, path: str = KVM_DEVICE):
+
+class _KvmFd:
+    """A KVM file descriptor that answers KVM_CHECK_EXTENSION. Context manager; close() is idempotent."""
+
+    def __init__(self, fd: int):
         self._fd = fd
-        self.path = path
-        self._supported_cpuid: bytes | None = None
 
-    def __enter__(self) -> KvmHandle:
+    def __enter__(self: _Fd) -> _Fd:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -489,11 +490,25 @@ class KvmHandle:
     def closed(self) -> bool:
         return self._fd < 0
 
-    def api_version(self) -> int:
-        return _ioctl(self._fd, "KVM_GET_API_VERSION", KVM_GET_API_VERSION)
-
     def check_extension(self, number: int) -> int:
         return _ioctl(self._fd, "KVM_CHECK_EXTENSION", KVM_CHECK_EXTENSION, number)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            _close_fd(fd)
+
+
+class KvmHandle(_KvmFd):
+    """An open /dev/kvm (system ioctls)."""
+
+    def __init__(self, fd: int, path: str = KVM_DEVICE):
+        super().__init__(fd)
+        self.path = path
+        self._supported_cpuid: bytes | None = None
+
+    def api_version(self) -> int:
+        return _ioctl(self._fd, "KVM_GET_API_VERSION", KVM_GET_API_VERSION)
 
     def vcpu_mmap_size(self) -> int:
         return _ioctl(self._fd, "KVM_GET_VCPU_MMAP_SIZE", KVM_GET_VCPU_MMAP_SIZE)
@@ -514,40 +529,17 @@ class KvmHandle:
         fd = _ioctl(self._fd, "KVM_CREATE_VM", KVM_CREATE_VM, 0)
         return KvmVm(fd, mmap_size, self.path, handle=self)
 
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            _close_fd(fd)
 
-
-class KvmVm:
-    """A VM fd. Context manager; close() is idempotent."""
+class KvmVm(_KvmFd):
+    """A VM fd."""
 
     def __init__(self, fd: int, vcpu_mmap_size: int, device_path: str = KVM_DEVICE,
                  handle: KvmHandle | None = None):
-        self._fd = fd
+        super().__init__(fd)
         self._vcpu_mmap_size = vcpu_mmap_size
         self._next_vcpu_id = 0  # vCPUs live as long as the VM, so ids are not reused
         self.device_path = device_path
         self._handle = handle  # not owned: never closed here
-
-    def __enter__(self) -> KvmVm:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def check_extension(self, number: int) -> int:
-        return _ioctl(self._fd, "KVM_CHECK_EXTENSION", KVM_CHECK_EXTENSION, number)
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            _close_fd(fd)
 
     def supported_cpuid(self) -> bytes:
         """The host's supported CPUID (see KvmHandle.supported_cpuid), from the

@@ -26,6 +26,19 @@ def utc_timestamp(moment: "Optional[datetime.datetime]" = None) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
+def tool_info(version: str) -> Dict[str, str]:
+    """The `tool` object of every document kvmready writes (report, fleet summary, snapshot manifest)."""
+    return {"name": "kvmready", "version": version}
+
+
+def epoch_seconds(timestamp: str) -> int:
+    """A TIMESTAMP_FORMAT string as Unix seconds; ValueError when it is not one."""
+    import calendar
+    import time
+
+    return calendar.timegm(time.strptime(timestamp, TIMESTAMP_FORMAT))
+
+
 class Status(str, enum.Enum):
     PASS = "pass"
     WARN = "warn"
@@ -62,6 +75,11 @@ class Verdict(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def is_ready(self) -> bool:
+        """Ready for the target, with or without warnings."""
+        return self in (Verdict.READY, Verdict.READY_WITH_WARNINGS)
 
 
 class ExitCode(enum.IntEnum):
@@ -167,7 +185,7 @@ class Report(NamedTuple):
     def to_dict(self) -> Dict[str, Any]:
         return {
             "schema_version": 1,
-            "tool": {"name": "kvmready", "version": self.tool_version},
+            "tool": tool_info(self.tool_version),
             "generated_at": self.generated_at,
             "target": self.target.value,
             "verdict": self.verdict.value,

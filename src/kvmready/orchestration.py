@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kvmready import __version__
-from kvmready.model import Report, Target, utc_timestamp
+from kvmready.model import Report, Target, Verdict, tool_info, utc_timestamp
 
 if TYPE_CHECKING:  # importing them at run time would cost every command start-up time
     import datetime
@@ -106,7 +106,7 @@ def capture_snapshot(vm_dir: str, live_system: Any = None, root_host: Optional[H
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "tool": {"name": "kvmready", "version": __version__},
+        "tool": tool_info(__version__),
         "captured_at": utc_timestamp(),
         "hostname": summary.get("hostname"),
         "vm_dir": vm_dir,
@@ -164,10 +164,10 @@ def ansible_fact(target: Target, vm_dir: str) -> str:
         message = f"kvmready could not read this host: {error}"
     except Exception as error:  # the fact must print JSON and exit 0, even on a bug
         message = f"{type(error).__name__}: {error}"
-    return json.dumps(error_report(message, target.value), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(error_report(message, target), indent=2, ensure_ascii=False) + "\n"
 
 
-def error_report(message: str, target: str, generated_at: Optional[str] = None) -> Dict[str, Any]:
+def error_report(message: str, target: Target, generated_at: Optional[str] = None) -> Dict[str, Any]:
     """A report (valid against report-v1) that says the checks could not run, and why."""
     import socket
 
@@ -177,18 +177,14 @@ def error_report(message: str, target: str, generated_at: Optional[str] = None) 
         hostname: Optional[str] = socket.gethostname() or None
     except OSError:
         hostname = None
-    return {
-        "schema_version": 1,
-        "tool": {"name": "kvmready", "version": __version__},
-        "generated_at": generated_at or utc_timestamp(),
-        "target": target,
-        "verdict": "indeterminate",
-        "exit_code": 0,
-        "strict": False,
-        "reasons": [],
-        "waiting_on_upstream": [],
-        "host": empty_host(hostname),
-        "summary": {"pass": 0, "warn": 0, "fail": 0, "skip": 0, "error": 0},
-        "checks": [],
-        "error": message,
-    }
+    report = Report(
+        tool_version=__version__,
+        target=target,
+        verdict=Verdict.INDETERMINATE,
+        exit_code=0,  # the Ansible fact always exits 0
+        host=empty_host(hostname),
+        checks=(),
+        reasons=(),
+        generated_at=generated_at or utc_timestamp(),
+    )
+    return {**report.to_dict(), "error": message}

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import time
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from kvmready import __version__
-from kvmready.checks import CATEGORY_ORDER, CHECKS, Row
+from kvmready.checks import CATEGORY_ORDER, CHECKS, RANKS, Row
 from kvmready.facts import Facts
 from kvmready.model import (
     CheckResult,
@@ -29,7 +29,6 @@ from kvmready.targets import Policy
 from kvmready.targets import policy as policy_for
 
 # A check's place in the registry, which every ordering for people follows.
-RANKS: Dict[str, int] = {row.spec.id: rank for rank, row in enumerate(CHECKS)}
 
 
 class SelectionError(ValueError):
@@ -147,7 +146,7 @@ def waiting_on_upstream_of(results: Sequence[CheckResult]) -> List[str]:
     verdict would be ready (with or without warnings): "ready in every other respect".  Else nothing."""
     waiting = [r for r in results if r.waiting_on_upstream and r.severity is Severity.REQUIRED]
     rest = [r for r in results if r not in waiting]
-    if waiting and verdict_of(rest) in (Verdict.READY, Verdict.READY_WITH_WARNINGS):
+    if waiting and verdict_of(rest).is_ready:
         return [r.id for r in sorted(waiting, key=lambda r: r.rank)]
     return []
 

@@ -14,7 +14,6 @@ through a `RecordingHost`) and opening a snapshot as facts are orchestration:
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import io
 import json
@@ -27,7 +26,7 @@ import zlib
 from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Tuple, cast
 
 from kvmready.host import DEFAULT_READ_LIMIT, Host, Node, ReadError
-from kvmready.model import TIMESTAMP_FORMAT
+from kvmready.model import epoch_seconds
 from kvmready.text import clean_text
 
 FORMAT = "kvmready-snapshot"
@@ -161,7 +160,7 @@ class SnapshotHost(Host):
 def write_archive(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
     """The .tar.gz of `manifest` and the captured files, byte for byte the same for the same capture."""
     buffer = io.BytesIO()
-    mtime = int(datetime.datetime.strptime(manifest["captured_at"], TIMESTAMP_FORMAT).replace(tzinfo=datetime.timezone.utc).timestamp())
+    mtime = epoch_seconds(manifest["captured_at"])
     # The gzip header carries a time too: pin it, so the same capture gives the same bytes.
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=mtime, filename="") as compressed:
         with tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -361,7 +360,7 @@ def _parse_manifest(path: str, data: bytes) -> dict:
                 raise SnapshotError(f"{path}: {MANIFEST} names an unsafe path {host_path!r}")
             _check_value(path, key, host_path, value)
     try:
-        datetime.datetime.strptime(manifest["captured_at"], TIMESTAMP_FORMAT)
+        epoch_seconds(manifest["captured_at"])
     except ValueError:
         raise SnapshotError(f"{path}: {MANIFEST} captured_at {manifest['captured_at']!r} is not a UTC timestamp") from None
     return manifest

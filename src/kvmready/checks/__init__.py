@@ -90,7 +90,7 @@ CATEGORY_ORDER: Tuple[str, ...] = (
 )
 
 REGISTRY: Mapping[str, Row] = {row.spec.id: row for row in CHECKS}
-PRIORITY: Tuple[str, ...] = tuple(REGISTRY)
+RANKS: Mapping[str, int] = {check_id: rank for rank, check_id in enumerate(REGISTRY)}  # the order a reader sees
 
 
 def catalog() -> List[Dict[str, Any]]:

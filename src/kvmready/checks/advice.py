@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from kvmready import cpuvendors
+
 # How to let a VM see VT-x/AMD-V, per outer hypervisor (host.hypervisor names).
 EXPOSE_NESTED = {
     "kvm": "on the outer KVM host enable nesting (`options kvm_intel nested=1` or `options kvm_amd nested=1` "
@@ -92,11 +94,7 @@ def expose_nested(hypervisor: Optional[str], vendor: Optional[str] = None) -> st
 
 
 def firmware_advice(vendor: Optional[str]) -> Optional[str]:
-    if vendor == "GenuineIntel":
-        return INTEL_FIRMWARE
-    if vendor in ("AuthenticAMD", "HygonGenuine"):
-        return AMD_FIRMWARE
-    return None
+    return {cpuvendors.VMX: INTEL_FIRMWARE, cpuvendors.SVM: AMD_FIRMWARE}.get(cpuvendors.extension_of(vendor) or "")
 
 
 def modprobe_option(module: str, option: str) -> str:

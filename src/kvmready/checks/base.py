@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
-from kvmready.model import Outcome, Status
+from kvmready.model import Outcome, Status, Version
 
 if TYPE_CHECKING:
     from kvmready.facts import Facts
@@ -63,7 +63,7 @@ def warn_or_fail(must: bool, summary: str, remediation: Optional[str], evidence:
     return Outcome(status, summary, detail, remediation, dict(evidence or {}))
 
 
-Measure = TypeVar("Measure", int, Tuple[int, int, int])
+Measure = TypeVar("Measure", int, Version)  # a count or size, or a kernel version
 
 
 def threshold_outcome(

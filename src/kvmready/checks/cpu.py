@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Tuple
 
+from kvmready import cpuvendors
 from kvmready.checks import advice
 from kvmready.checks.base import (
     CheckSpec,
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     from kvmready.facts import Facts
     from kvmready.targets import Policy
 
-
-X86_VENDORS_WITH_VMX = ("GenuineIntel", "CentaurHauls", "  Shanghai  ")
-X86_VENDORS_WITH_SVM = ("AuthenticAMD", "HygonGenuine")
 
 # Where KVM exists, by the kernel's family and word size (the kernel's, never the CPU's).
 # Sources: x86, arm64, s390x, powerpc, MIPS, RISC-V (Linux 5.16) and LoongArch (6.7) have arch/*/kvm;
@@ -210,13 +208,13 @@ def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -
             "Nothing to fix if kvm.guest passes; otherwise read the host's real /proc/cpuinfo.",
             evidence,
         )
-    if vendor in X86_VENDORS_WITH_VMX:
+    if cpuvendors.extension_of(vendor) == cpuvendors.VMX:
         return failed(
             "no VT-x (vmx) in /proc/cpuinfo: the CPU lacks it, or firmware disabled it and the kernel hides the flag",
             advice.INTEL_FIRMWARE + " `sudo kvmready check --only cpu.firmware` reads IA32_FEATURE_CONTROL to tell which.",
             evidence,
         )
-    if vendor in X86_VENDORS_WITH_SVM:
+    if cpuvendors.extension_of(vendor) == cpuvendors.SVM:
         return failed(
             "no AMD-V (svm) in /proc/cpuinfo: the CPU lacks it or firmware disabled SVM",
             advice.AMD_FIRMWARE,
@@ -246,7 +244,7 @@ def _non_x86_virtualization(facts: Facts, policy: Policy, arch: str, evidence: D
     device = facts.devices.get(KVM_DEVICE)
     if provider or device.present:
         return passed(
-            f"{arch}: cpuinfo carries no virtualization flag here; the kernel provides KVM ({provider or '/dev/kvm'})",
+            f"{arch}: cpuinfo carries no virtualization flag here; the kernel provides KVM ({provider or KVM_DEVICE})",
             evidence,
         )
     return skipped(

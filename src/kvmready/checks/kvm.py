@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
+from kvmready import cpuvendors
 from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
 from kvmready.facts.modules import HARDWARE_KVM_MODULES, PROC_MODULES
@@ -15,12 +16,9 @@ if TYPE_CHECKING:
     from kvmready.targets import Policy
 
 
-VENDOR_MODULES = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
-
-
 def _vendor_module(facts: Facts) -> str:
-    vendor = getattr(facts.cpu, "vendor", None)
-    return VENDOR_MODULES.get(vendor or "", "kvm_intel or kvm_amd")
+    extension = cpuvendors.extension_of(getattr(facts.cpu, "vendor", None))
+    return cpuvendors.KVM_MODULE_FOR.get(extension or "", "kvm_intel or kvm_amd")
 
 
 def check_module(facts: Facts, policy: Policy) -> Outcome:

@@ -349,7 +349,7 @@ ACCESS = CheckSpec(
 
 API = CheckSpec(
     "kvm.api", "KVM API version", "kvm", check_api, live=True,
-    what="KVM_GET_API_VERSION on /dev/kvm returns 12.",
+    what=f"KVM_GET_API_VERSION on {KVM} returns {KVM_API_VERSION}.",
     why="The KVM documentation tells applications to refuse any other value.",
     fix="A kernel from 2.6.22 on; a different answer means the device is not KVM.",
     sources=(

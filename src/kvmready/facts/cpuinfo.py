@@ -15,6 +15,7 @@ import re
 from types import MappingProxyType
 from typing import Callable, Dict, FrozenSet, Mapping, NamedTuple, Optional, Tuple
 
+from kvmready.cpuvendors import X86_VENDORS
 from kvmready.host import Host, ReadError
 from kvmready.text import each_line
 
@@ -22,13 +23,6 @@ CPUINFO = "/proc/cpuinfo"
 # 16 MiB holds the cpuinfo of machines with thousands of CPUs.
 CPUINFO_LIMIT = 16 * 1024 * 1024
 
-X86_VENDORS = {
-    "GenuineIntel": "Intel",
-    "AuthenticAMD": "AMD",
-    "HygonGenuine": "Hygon",
-    "CentaurHauls": "Centaur",
-    "  Shanghai  ": "Zhaoxin",
-}
 ARM_IMPLEMENTERS = {
     "0x41": "ARM",
     "0x42": "Broadcom",
@@ -94,10 +88,6 @@ class CpuInfo(NamedTuple):
         if self.arch.family == "s390" and "sie" in self.flags:
             return "sie"
         return None
-
-    @property
-    def vendor_name(self) -> Optional[str]:
-        return X86_VENDORS.get(self.vendor or "", self.vendor)
 
     def evidence(self) -> dict:
         data: Dict[str, object] = {"source": CPUINFO}

@@ -12,6 +12,7 @@ import time
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from kvmready import cpuvendors
 from kvmready.kvmabi import KVM_API_VERSION, KVM_DEVICE
 
 # MSRs that say whether firmware left hardware virtualization on.
@@ -484,11 +485,8 @@ def _guest_fields(run: Any) -> Dict[str, Any]:
 
 
 def msr_register(vendor: Optional[str]) -> Optional[int]:
-    if vendor == "GenuineIntel":
-        return IA32_FEATURE_CONTROL
-    if vendor in ("AuthenticAMD", "HygonGenuine"):
-        return AMD_VM_CR
-    return None
+    """The MSR where firmware leaves VT-x or AMD-V on or off, for this vendor's CPUs."""
+    return {cpuvendors.VMX: IA32_FEATURE_CONTROL, cpuvendors.SVM: AMD_VM_CR}.get(cpuvendors.extension_of(vendor) or "")
 
 
 def probe_msr(system: Any, vendor: Optional[str], credentials: Credentials) -> Optional[MsrReading]:

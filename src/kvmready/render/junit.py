@@ -71,17 +71,11 @@ def outcome(check: CheckResult, strict: bool) -> Optional[str]:
     """`failure`, `error`, `skipped`, or None for a passing testcase."""
     if check.status is Status.SKIP:
         return "skipped"
-    if check.severity is Severity.INFO or check.status is Status.PASS:
-        return None
-    if check.severity is Severity.REQUIRED:
-        if check.status is Status.FAIL:
-            return "failure"
-        if check.status is Status.ERROR:
-            return "error"
-    # A warning: a required warn, or a recommended warn/fail/error.
-    if not strict:
-        return None
-    return "error" if check.status is Status.ERROR else "failure"
+    if check.is_warning and not strict:
+        return None  # a warning passes, as it leaves the exit code 0
+    if check.is_warning or check.severity is Severity.REQUIRED:
+        return {Status.FAIL: "failure", Status.WARN: "failure", Status.ERROR: "error"}.get(check.status)
+    return None
 
 
 def _evidence(check: CheckResult) -> str:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 from typing import Any, List, Optional, Tuple
 
-from kvmready.model import TIMESTAMP_FORMAT, Report, Status, Verdict
+from kvmready.model import TIMESTAMP_FORMAT, Report, Status, epoch_seconds
 from kvmready.render.common import dig
 
 DEFAULT_PREFIX = "kvmready.io"
@@ -97,10 +97,9 @@ def parse_expiry(text: str) -> Optional[int]:
 
 def expiry_time(generated_at: str, seconds: int) -> str:
     """The report's time plus `seconds`, in RFC 3339 (as nfd-worker's time.RFC3339 parses it)."""
-    import calendar
     import time
 
-    moment = calendar.timegm(time.strptime(generated_at, TIMESTAMP_FORMAT)) + seconds
+    moment = epoch_seconds(generated_at) + seconds
     return time.strftime(TIMESTAMP_FORMAT, time.gmtime(moment))
 
 
@@ -127,7 +126,7 @@ def labels(report: Report) -> List[Tuple[str, str]]:
     """(name, value) pairs before sanitising, in file order."""
     host = report.host
     pairs: List[Tuple[str, Any]] = [
-        ("ready", _bool(report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS))),
+        ("ready", _bool(report.verdict.is_ready)),
         ("waiting-on-upstream", _bool(bool(report.waiting_on_upstream))),
         ("verdict", report.verdict.value),
         ("target", report.target.value),

@@ -33,13 +33,12 @@ promtool is installed).
 
 from __future__ import annotations
 
-import calendar
 import re
-import time
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
-from kvmready.model import STATUS_ORDER, TIMESTAMP_FORMAT, Report, Verdict
+from kvmready.model import STATUS_ORDER, Report, Verdict, epoch_seconds
 from kvmready.render.common import dig
+from kvmready.text import clean_text
 
 Labels = Sequence[Tuple[str, Any]]
 Value = Union[int, float]
@@ -49,9 +48,9 @@ _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")
 
 
 def escape_label_value(value: Any) -> str:
-    """Backslash, double quote and line feed escaped; lone surrogates replaced (the file is UTF-8)."""
+    """Backslash, double quote and line feed escaped; control characters dropped; lone surrogates replaced."""
     text = "" if value is None else str(value)
-    text = _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
+    text = _CONTROL.sub("", clean_text(text))
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -84,11 +83,6 @@ def _value(value: Value) -> str:
     if isinstance(value, float):
         return f"{value:.6f}"
     return str(int(value))
-
-
-def timestamp_seconds(generated_at: str) -> int:
-    """`2026-11-29T03:02:38Z` -> Unix seconds."""
-    return calendar.timegm(time.strptime(generated_at, TIMESTAMP_FORMAT))
 
 
 def present(labels: Labels) -> List[Tuple[str, Any]]:
@@ -124,7 +118,7 @@ class PrometheusRenderer:
 def _render(report: Report) -> str:
     target = ("target", report.target.value)
     out = _Writer()
-    ready = report.verdict in (Verdict.READY, Verdict.READY_WITH_WARNINGS)
+    ready = report.verdict.is_ready
     out.metric(
         "kvmready_ready",
         "1 when the host is ready for the target (verdict ready or ready_with_warnings), else 0.",
@@ -181,7 +175,7 @@ def _render(report: Report) -> str:
     out.metric(
         "kvmready_last_run_timestamp_seconds",
         "Unix time at which the last kvmready run made its report.",
-        [([target], timestamp_seconds(report.generated_at))],
+        [([target], epoch_seconds(report.generated_at))],
     )
     out.metric(
         "kvmready_last_run_duration_seconds",
