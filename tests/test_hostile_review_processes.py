@@ -324,3 +324,14 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tree):
         else:  # the run had ended before the signal came
             assert (process.returncode, stderr) == (finished_code, b""), stderr.decode()
     assert interrupted >= 1
+
+
+# -- an absurd $COLUMNS ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("columns", ["1000000000", "9" * 5000])
+def test_an_absurd_columns_is_bounded_for_the_help_and_the_table(tree, columns):
+    # rich lays the help out at $COLUMNS: 10**9 took 8 GB and minutes before the entry point bounded it.
+    for args in (["--help"], ["check", "--help"], ["check", "--root", str(tree), "--exit-zero"]):
+        done = kvmready(*args, env={"COLUMNS": columns})
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.decode("utf-8").splitlines()
+        assert lines and max(len(line) for line in lines) <= 1000, args

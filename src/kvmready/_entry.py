@@ -23,6 +23,9 @@ import sys
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+# Wider than any terminal.  rich lays the help out at $COLUMNS, so COLUMNS=1000000000 took 8 GB and minutes.
+MAX_COLUMNS = 1000
+
 
 class Stopped(BaseException):
     """A stop signal, on its way to exit 130 (SIGINT) or death by the signal."""
@@ -42,8 +45,16 @@ def _on_stop_signal(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
+def _bound_columns() -> None:
+    """COLUMNS past MAX_COLUMNS is MAX_COLUMNS for everything that reads it (rich, shutil)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isascii() and columns.isdigit() and (len(columns) > 6 or int(columns) > MAX_COLUMNS):
+        os.environ["COLUMNS"] = str(MAX_COLUMNS)
+
+
 def main() -> None:
     gc.disable()
+    _bound_columns()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_stop_signal)
     try:
