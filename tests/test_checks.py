@@ -16,6 +16,7 @@ import pytest
 from fakes import GIB, FakeKvmBackend, FakeLiveSystem
 from treebuilder import (
     KVM_GID,
+    QEMU_DMI,
     Tree,
     aarch64_machine,
     amd_desktop,
@@ -1095,6 +1096,33 @@ def test_hypervisor_ibm_z_without_sysinfo_is_some_hypervisor():
     assert result.status is Status.WARN
     assert "always runs under a hypervisor" in result.summary
     assert result.evidence["hypervisor"] == "unknown"
+
+
+def test_hypervisor_arm64_guest_with_kvm_present_exposes_it():
+    result = run_check("host.hypervisor", aarch64_machine(dmi=QEMU_DMI), KVM)
+    assert result.status is Status.WARN and "hardware virtualization exposed" in result.summary
+    assert result.evidence["nested_exposed"] is True
+
+
+def test_hypervisor_arm64_guest_without_kvm_where_modules_and_dev_were_read_does_not_expose_it():
+    tree = aarch64_machine(dmi=QEMU_DMI, builtin=(), kvm_present=False)
+    result = run_check("host.hypervisor", tree, KVM)
+    assert result.status is Status.WARN  # kvm target: a warning; cpu.arch and kvm.module decide
+    assert result.summary == "a VM under qemu that does not expose hardware virtualization to its guests"
+
+
+@pytest.mark.parametrize("unread, named", [
+    (("/proc/modules", "/sys/module"), "the module list and /dev/kvm could not be read"),
+    ((), "/dev/kvm could not be read"),
+])
+def test_hypervisor_arm64_guest_whose_kvm_evidence_is_unread_cannot_tell(unread, named):
+    # No kvm module or /dev/kvm in a tree that lacks them proves nothing: arm64 cpuinfo never shows EL2.
+    tree = aarch64_machine(dmi=QEMU_DMI, builtin=(), kvm_present=False).without("/dev", *unread)
+    result = run_check("host.hypervisor", tree, KVM)
+    assert result.status is Status.ERROR
+    assert result.summary.startswith("a VM under qemu; whether it exposes hardware virtualization to its guests cannot be told")
+    assert result.summary.endswith(f"on aarch64 cpuinfo never shows it, and {named}")
+    assert result.evidence["nested_exposed"] is None
 
 
 def test_hypervisor_sun4v_is_an_ldoms_guest():

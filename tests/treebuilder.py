@@ -428,7 +428,8 @@ def pvm_host(**knobs) -> Tree:
 
 def aarch64_machine(**knobs) -> Tree:
     """An arm64 server with KVM built in (no vendor module on arm64)."""
-    tree = intel_desktop(modules=(), builtin=("kvm",), **knobs)
+    knobs.setdefault("builtin", ("kvm",))
+    tree = intel_desktop(modules=(), **knobs)
     return tree.with_files({
         "/proc/cpuinfo": cpuinfo_aarch64(),
         "/proc/sys/kernel/arch": "aarch64\n",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from kvmready.checks import advice
 from kvmready.checks.base import (
@@ -13,6 +13,7 @@ from kvmready.checks.base import (
     warn_or_fail,
     warned,
 )
+from kvmready.checks.cpu import KVM_NEVER
 from kvmready.kvmabi import KVM_DEVICE
 from kvmready.model import Outcome, Target
 
@@ -64,11 +65,24 @@ def check_hypervisor(facts: Facts, policy: Policy) -> Outcome:
             "Boot the machine without Xen (choose the plain Linux entry in the boot menu).",
             evidence,
         )
+    if facts.arch.family in KVM_NEVER:
+        return warn_or_fail(
+            policy.needs_hardware_virtualization,
+            f"a VM under {label}, on {facts.arch.label}, which has no KVM at all (see cpu.arch)",
+            "Use a machine whose architecture KVM supports (see cpu.arch).",
+            evidence,
+        )
     cpu = facts.cpu
     if cpu.error is not None:
         return unreadable("whether nested virtualization is exposed", "/proc/cpuinfo", cpu.error, evidence)
     extension, exposed, fix = _nested_exposure(facts, info)
     evidence["nested_exposed"] = exposed
+    if exposed is None:
+        return errored(
+            f"a VM under {label}; whether it exposes {extension} to its guests cannot be told: on "
+            f"{facts.arch.label} cpuinfo never shows it, and {' and '.join(_unread_kvm_sources(facts))} could not be read",
+            evidence,
+        )
     if exposed:
         return warned(
             f"a VM under {label} with {extension} exposed: guests run nested, expect slower I/O and exits",
@@ -114,8 +128,9 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
     return passed("no hypervisor found: this is bare metal", evidence)
 
 
-def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, bool, str]:
-    """(the extension's name on this architecture, whether this VM sees it, how to expose it)."""
+def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, Optional[bool], str]:
+    """(the extension's name on this architecture, whether this VM sees it or None when nothing here tells,
+    how to expose it)."""
     arch = facts.arch
     virtualization = facts.cpu.virtualization
     if arch.family == "s390":
@@ -123,9 +138,22 @@ def _nested_exposure(facts: Facts, info: HypervisorInfo) -> Tuple[str, bool, str
     if not arch.known_not_x86:
         exposed = virtualization in ("vt-x", "amd-v") and not info.paravirtual_xen
         return "VT-x/AMD-V", exposed, advice.expose_nested(info.name, info.vendor)
-    # Elsewhere cpuinfo shows no such flag: KVM being present is the evidence.
-    exposed = facts.kvm_module is not None or facts.devices.get(KVM_DEVICE).present
-    return "hardware virtualization", exposed, advice.GENERIC_NESTED
+    return "hardware virtualization", _kvm_present(facts), advice.GENERIC_NESTED
+
+
+def _kvm_present(facts: Facts) -> Optional[bool]:
+    """Where cpuinfo shows no virtualization flag, KVM being present is the evidence, and its absence only
+    where the module list and /dev were both read (arm64 registers /dev/kvm only when it booted at EL2)."""
+    if facts.kvm_module is not None or facts.devices.get(KVM_DEVICE).present:
+        return True
+    return None if _unread_kvm_sources(facts) else False
+
+
+def _unread_kvm_sources(facts: Facts) -> List[str]:
+    unread = [] if facts.modules.known else ["the module list"]
+    if facts.devices.get(KVM_DEVICE).error is not None or facts.dev_uncaptured:
+        unread.append(KVM_DEVICE)
+    return unread
 
 
 def check_distribution(facts: Facts, policy: Policy) -> Outcome:
