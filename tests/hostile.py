@@ -769,6 +769,16 @@ HOSTILE: List[Case] = [
         _raw_manifest(b"[" * 100_000 + b"]" * 100_000),
         r"manifest\.json is not JSON|not a kvmready snapshot manifest",
     ),
+    *[
+        # Deep enough to pass json.loads yet (before the depth limit) overflow the recursive scrub of the manifest.
+        Case(
+            f"manifest-extra-key-nested-{depth}",
+            lambda depth=depth: snapshot_archive(raw_manifest=manifest_bytes(base_manifest())[:-2]
+                                                 + b',"deep":' + b"[" * depth + b"]" * depth + b"}\n"),
+            r"manifest\.json nests deeper than 32 levels",
+        )
+        for depth in (40, 500)
+    ],
     Case(
         "manifest-infinite-uid",
         _map_entry("nodes", "/dev/kvm", {"kind": "char", "mode": "0660", "uid": float("inf"), "gid": 0, "device": "10:232"}),
@@ -777,6 +787,11 @@ HOSTILE: List[Case] = [
     Case(
         "manifest-live-infinite-uid",
         _live_change(_set(("credentials", "uid"), float("inf"))),
+        MALFORMED_LIVE,
+    ),
+    Case(
+        "manifest-live-negative-free-space",  # reverted, the table said "-0.0 GiB free"
+        _live_change(_set(("disk", "free_bytes"), -10)),
         MALFORMED_LIVE,
     ),
     Case(

@@ -1125,6 +1125,23 @@ def test_hypervisor_arm64_guest_whose_kvm_evidence_is_unread_cannot_tell(unread,
     assert result.evidence["nested_exposed"] is None
 
 
+def test_hypervisor_arm64_without_sys_is_not_called_bare_metal():
+    """cpuinfo on arm64 rarely names a hypervisor; DMI, /sys/hypervisor and clocksources would, and a tree
+    without /sys has none of them: 'bare metal' there would be a guess."""
+    with_sys = run_check("host.hypervisor", aarch64_machine(dmi={}), KVM)
+    assert with_sys.status is Status.PASS and with_sys.summary == "no hypervisor found: this is bare metal"
+    result = run_check("host.hypervisor", aarch64_machine(dmi={}).without("/sys"), KVM)
+    assert result.status is Status.WARN
+    assert "this tree has no /sys" in result.summary and "bare metal" not in result.summary
+    assert result.evidence["sysfs_seen"] is False
+
+
+def test_hypervisor_of_an_unknown_architecture_is_not_bare_metal():
+    result = run_check("host.hypervisor", Tree({"/proc/cpuinfo": "foo\t: bar\n"}), KVM)
+    assert result.status is Status.ERROR
+    assert result.summary.startswith("cannot tell whether this is a VM: the architecture is unknown")
+
+
 def test_hypervisor_sun4v_is_an_ldoms_guest():
     tree = Tree({"/proc/cpuinfo": "cpu\t\t: UltraSparc T5 (Niagara5)\ntype\t\t: sun4v\nncpus probed\t: 24\nncpus active\t: 24\n"})
     result = run_check("host.hypervisor", tree, WS)

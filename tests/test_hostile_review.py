@@ -221,6 +221,48 @@ def test_output_dash_and_dev_stdout_mean_standard_output(writer, tmp_path, monke
     assert set(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.parametrize(("name", "pattern"), [
+    ("", r"-o got an empty path"),
+    ("new/", r"new/ ends with /, which names a directory"),
+    ("existing/", r"existing/ ends with /, which names a directory"),
+])
+def test_output_refuses_an_empty_path_or_one_that_ends_with_a_slash(writer, tmp_path, monkeypatch, name, pattern):
+    """Reverted, `-o ''` wrote to standard output (a binary snapshot onto the terminal), `-o new/` created a file
+    `new` and `-o existing/` replaced the file `existing`."""
+    run, _ = writer
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").write_text("kept\n")
+    before = set(os.listdir(tmp_path))
+    result = run(name)
+    assert_refused(result, pattern)
+    assert result.stdout_bytes == b""
+    assert set(os.listdir(tmp_path)) == before and (tmp_path / "existing").read_text() == "kept\n"
+
+
+def test_a_signal_inside_mkstemp_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Reverted (mkstemp outside the signal hold), Ctrl-C while mkstemp's open was in flight raised before the
+    temporary file's name was known, and the file stayed."""
+    import signal as signal_module
+
+    from kvmready import outfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def interrupted_mkstemp(*args, **kwargs):
+        created = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal_module.SIGINT)  # arrives as the file exists, before mkstemp returns
+        return created
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted_mkstemp)
+    previous = signal_module.signal(signal_module.SIGINT, signal_module.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            outfile.write_atomically(str(tmp_path / "out.json"), "{}\n")
+    finally:
+        signal_module.signal(signal_module.SIGINT, previous)
+    assert os.listdir(tmp_path) == []
+
+
 # -- 2. host text is not rich markup -----------------------------------------------------------------
 
 BRACKETED = [
@@ -262,6 +304,19 @@ def test_table_shows_bracketed_host_text_literally(knob, value):
 def test_selections_that_check_nothing_are_usage_errors(args, pattern):
     """Reverted, these ran zero (or all) checks and printed a verdict: `ready` after checking nothing."""
     assert_refused(run_cli(["check", "--format", "json", *args], facts_factory=lambda: make_facts(intel_desktop())), pattern)
+
+
+def test_a_selection_whose_every_check_skips_is_indeterminate_not_ready(tmp_path):
+    """Reverted, `--only kvm.guest` on a --root tree skipped its one check and said READY, exit 0."""
+    root = str(intel_desktop().write(tmp_path / "tree"))
+    result = run_cli(["check", "--root", root, "--only", "kvm.guest", "--format", "json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 3
+    assert report["verdict"] == "indeterminate" and report["reasons"] == ["kvm.guest"]
+    table = run_cli(["check", "--root", root, "--only", "kvm.guest"], env={"COLUMNS": "100"})
+    assert "INDETERMINATE" in table.stdout and "Nothing was checked: every selected check skipped or could not run" in table.stdout
+    # One check that observed something is enough for a verdict.
+    assert run_cli(["check", "--root", root, "--only", "kvm.guest,kvm.module"]).exit_code == 0
 
 
 # -- 5. terminal escapes never reach a human format raw; every format survives the hostile corpus ------
@@ -489,6 +544,15 @@ def test_an_unreadable_root_is_one_line_and_exit_2(locked_root):
     assert payload["stderr"] == f"kvmready: error: --root {locked_root}: cannot be read: Permission denied (EACCES)\n"
 
 
+def test_a_root_that_cannot_be_resolved_is_one_line_and_exit_2():
+    """/proc/1/root is a magic link that only PID 1's user may follow: realpath() itself raised, a traceback."""
+    needs_root()
+    payload = _as_nobody(["check", "--root", "/proc/1/root", "--format", "json"])
+    assert payload["uid"] == NOBODY
+    assert payload["exit_code"] == 2 and payload["stdout"] == ""
+    assert payload["stderr"] == "kvmready: error: --root /proc/1/root: cannot be resolved: Permission denied (EACCES)\n"
+
+
 @pytest.mark.parametrize(
     ("root", "pattern"),
     [("", r"--root got an empty path"), ("/nonexistent/kvmready-host", r"--root /nonexistent/kvmready-host: no such directory")],
@@ -520,6 +584,24 @@ def test_a_relative_vm_dir_that_does_not_exist_measures_its_nearest_parent(tmp_p
     assert result.evidence["measured_at"] == str(tmp_path)
     assert f"at {tmp_path / 'vms' / 'new'} (not created yet; measured {tmp_path})" in result.summary
     assert "None" not in result.summary
+
+
+@pytest.mark.parametrize("below", ["", "vms"], ids=["the-file", "below-the-file"])
+def test_a_vm_dir_that_is_a_file_is_not_measured_as_a_folder(tmp_path, below):
+    """Reverted, --vm-dir /etc/passwd (or /etc/passwd/x) measured the file system of /etc as the VM folder."""
+    a_file = tmp_path / "passwd"
+    a_file.write_text("root:x:0:0::/root:/bin/sh\n")
+    result = run_check("resources.disk", intel_desktop(), live=_RealDisk(), vm_dir=str(a_file / below) if below else str(a_file))
+    assert result.status is Status.ERROR
+    assert "Not a directory (ENOTDIR)" in result.summary
+
+
+def test_an_empty_vm_dir_is_a_usage_error():
+    """Reverted, `--vm-dir ''` measured the working directory's file system as the VM folder."""
+    with pytest.raises(orchestration.InputError, match="--vm-dir got an empty path"):
+        orchestration.build_facts(root=None, vm_dir="")
+    with pytest.raises(orchestration.InputError, match="--vm-dir got an empty path"):
+        orchestration.capture_snapshot("", live_system=FakeLiveSystem(), root_host=intel_desktop().host())
 
 
 def test_disk_space_that_cannot_be_measured_names_the_folder_not_none():

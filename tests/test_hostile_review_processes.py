@@ -127,6 +127,27 @@ def test_snapshot_from_empty_standard_input_is_one_line():
     assert_one_error_line(kvmready("check", "--snapshot", "-", stdin=b""), r"-: not a readable \.tar\.gz archive")
 
 
+def test_snapshot_from_closed_standard_input_says_so():
+    """Reverted, the message was Python's: `-: cannot read ('NoneType' object has no attribute 'buffer')`."""
+    command = ["bash", "-c", 'exec "$@" <&-', "bash", sys.executable, "-m", "kvmready", "check", "--snapshot", "-"]
+    done = subprocess.run(command, capture_output=True, env=ENV, timeout=TIMEOUT, check=False)
+    assert_one_error_line(done, r"^kvmready: error: -: standard input is closed")
+
+
+def test_snapshot_from_a_terminal_is_refused_rather_than_waited_for():
+    """Reverted, `--snapshot -` on a terminal waited silently for a gzip archive someone would have to type."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "kvmready", "check", "--snapshot", "-"], stdin=terminal,
+                              capture_output=True, env=ENV, timeout=TIMEOUT, check=False)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert_one_error_line(done, r"^kvmready: error: -: standard input is a terminal")
+
+
 # -- 8. a reader that goes away early keeps the verdict's exit code ----------------------------------
 
 
@@ -187,6 +208,40 @@ def test_check_to_a_closed_or_full_stdout_is_one_line_and_exit_2(tree, redirect)
 def test_every_command_to_a_closed_or_full_stdout_is_one_line_and_exit_2(args, redirect):
     done = kvmready(*args, redirect=redirect)
     assert_one_error_line(done, r"standard output is closed" if redirect == ">&-" else r"No space left on device")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["check", "--help"], ["fleet", "--help"], ["--show-completion", "bash"]],
+                         ids=["help", "check-help", "fleet-help", "show-completion"])
+def test_typers_own_output_to_a_full_stdout_is_one_line_and_exit_2(args):
+    """Reverted, typer's help and completion script to /dev/full ended in an OSError traceback, exit 1."""
+    assert_one_error_line(kvmready(*args, redirect=">/dev/full"), r"^kvmready: error: cannot write: No space left on device$")
+
+
+def test_a_usage_error_that_cannot_be_shown_still_exits_2():
+    """Reverted, `--badopt 2>/dev/full` failed to print the usage error and exited 1, which CI reads as not ready."""
+    command = ["bash", "-c", 'exec "$@" 2>/dev/full', "bash", sys.executable, "-m", "kvmready", "check", "--badopt"]
+    done = subprocess.run(command, capture_output=True, env=ENV, timeout=TIMEOUT, check=False)
+    assert done.returncode == 2 and done.stdout == b""
+
+
+def test_an_unwritable_completion_file_is_one_line_and_exit_2():
+    """Reverted, --install-completion into a read-only home ended in a PermissionError traceback."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="kvmready-home-"))  # not under tmp_path, which nobody may not enter
+    try:
+        home.chmod(0o555)
+        command = [sys.executable, "-m", "kvmready", "--install-completion", "bash"]
+        if os.geteuid() == 0:  # root writes into a read-only directory anyway: be nobody
+            if shutil.which("setpriv") is None:
+                pytest.skip("setpriv is needed to drop to nobody")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        done = subprocess.run(command, capture_output=True, env={**ENV, "HOME": str(home), "SHELL": "/bin/bash"},
+                              timeout=TIMEOUT, check=False)
+        assert_one_error_line(done, r"cannot write: .*\.bashrc: Permission denied")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["closed", "full"])

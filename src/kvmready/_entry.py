@@ -64,9 +64,35 @@ def main() -> None:
     except Stopped as stop:
         _ignore_stop_signals()
         _stop(stop.signum)
+    except OSError as error:
+        _unwritable(error)
     finally:
         _ignore_stop_signals()  # shutdown is quick; a late signal must not print a traceback from it
         gc.freeze()
+
+
+def _unwritable(error: OSError) -> None:
+    """An OSError no command caught: in practice typer's help, a usage message or the completion script that could
+    not be written (`--help >/dev/full`, `--badopt 2>/dev/full`, an unwritable ~/.bashrc).  One line, exit 2."""
+    where = f": {error.filename}" if error.filename else ""
+    try:
+        sys.stderr.write(f"kvmready: error: cannot write{where}: {error.strerror or error}\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass  # no stderr to tell
+    _drop_unwritten_output()
+    sys.exit(2)
+
+
+def _drop_unwritten_output() -> None:
+    """Point stdout and stderr at /dev/null, so the interpreter's flush at exit cannot fail once more."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                os.dup2(null, stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _stop(signum: int) -> None:

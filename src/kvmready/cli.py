@@ -72,7 +72,7 @@ def check(
         help="Colour the table: auto (a terminal, unless NO_COLOR is set non-empty or TERM=dumb; FORCE_COLOR set non-empty forces it), always, never.",
     ),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help="Analyse the host tree at DIR (a mounted image, a copied /proc and /sys) instead of this machine."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE", help="Judge the host captured in FILE by `kvmready snapshot`."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE", help="Judge the host captured in FILE by `kvmready snapshot` (- reads it from standard input)."),
     vm_dir: str = typer.Option(DEFAULT_VM_DIR, "--vm-dir", metavar="DIR", help="Where VMs will live (free-space check)."),
     nfd_prefix: Optional[str] = typer.Option(
         None, "--nfd-prefix", metavar="DOMAIN", help="Label prefix for --format nfd: a DNS subdomain you own (default kvmready.io)."

@@ -92,7 +92,7 @@ def write_output(content: Union[str, bytes], output: Optional[str]) -> None:
     A closed or full standard output, or a path that cannot take the output,
     is one line and exit 2.
     """
-    if not output or output in STDOUT_NAMES:
+    if output is None or output in STDOUT_NAMES:
         _write_stdout(content)
         return
     try:

@@ -140,7 +140,10 @@ class DirectoryHost(Host):
     def __init__(self, root: str = "/") -> None:
         if not root:
             raise ReadError(root, "an empty path names no directory")
-        self.root = os.path.realpath(root)
+        try:
+            self.root = os.path.realpath(root)  # strict=False, yet a magic link (/proc/1/root) can refuse
+        except OSError as error:
+            raise ReadError(root, f"cannot be resolved: {os_reason(error)}") from None
         self.live = self.root == "/"
         self.origin = "/" if self.live else f"--root {root}"
         try:  # one look now, so that an unusable root is one clear error rather than every check's

@@ -38,6 +38,7 @@ def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = N
     if root is None:
         from kvmready.facts.live import LiveSystem
 
+        vm_dir = checked_vm_dir(vm_dir)
         return Facts(DirectoryHost("/"), live_system=LiveSystem(), vm_dir=vm_dir)
     if not root:
         raise InputError("--root got an empty path; give the directory of a host tree")
@@ -48,6 +49,13 @@ def build_facts(*, root: Optional[str], vm_dir: str, snapshot: Optional[str] = N
     if host.live:
         raise InputError(f"--root {root} is this machine's own root; run without --root to check it live")
     return Facts(host)
+
+
+def checked_vm_dir(vm_dir: str) -> str:
+    """`--vm-dir` as given, unless it is empty (which would measure the working directory)."""
+    if not vm_dir:
+        raise InputError("--vm-dir got an empty path; give the folder where VMs will live")
+    return vm_dir
 
 
 def check(
@@ -93,6 +101,8 @@ def capture_snapshot(vm_dir: str, live_system: Any = None, root_host: Optional[H
     from kvmready.host import DirectoryHost
     from kvmready.runner import run
     from kvmready.snapshot import FORMAT, FORMAT_VERSION, RecordingHost, write_archive
+
+    checked_vm_dir(vm_dir)
     from kvmready.summary import host_summary
 
     recording = RecordingHost(root_host or DirectoryHost("/"))

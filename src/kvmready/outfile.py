@@ -16,6 +16,7 @@ a plain file).
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from typing import Optional, Union
 
@@ -26,6 +27,9 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (
           (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}  # those _entry turns into a clean stop
+
+
 class OutputError(Exception):
     """The path cannot take the output; the message says why in one sentence."""
 
@@ -33,8 +37,13 @@ class OutputError(Exception):
 def final_path(path: str) -> str:
     """Where the data will land: `path` with every symbolic link resolved (a dangling link's target is created)."""
     if not path:
-        raise OutputError("the output path is empty")
-    return os.path.realpath(path)
+        raise OutputError("-o got an empty path; give a file, or - for standard output")
+    if path.endswith("/"):
+        raise OutputError(f"{path} ends with /, which names a directory; -o writes regular files only")
+    try:
+        return os.path.realpath(path)
+    except OSError as error:  # a magic link its user may not follow (/proc/1/root/...)
+        raise OutputError(f"{path} cannot be resolved: {error.strerror}") from None
 
 
 def _existing(path: str) -> Optional[os.stat_result]:
@@ -55,9 +64,14 @@ def write_atomically(path: str, content: Union[str, bytes]) -> None:
     import tempfile  # here, not at start-up: it pulls in random and shutil
 
     directory = os.path.dirname(target)
-    # A dot-file: nfd-worker and node_exporter (*.prom) both ignore it while it is being written.
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    # Stop signals wait while mkstemp creates the file: one arriving inside it would raise before its name is
+    # known, and the file would stay.  Released below, a waiting signal raises where the cleanup can see it.
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    temporary = None
     try:
+        # A dot-file: nfd-worker and node_exporter (*.prom) both ignore it while it is being written.
+        fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         data = content.encode("utf-8") if isinstance(content, str) else content
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -66,11 +80,14 @@ def write_atomically(path: str, content: Union[str, bytes]) -> None:
         _take_over_metadata(temporary, existing)
         os.replace(temporary, target)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
         raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     _sync_directory(directory)
 
 

@@ -118,11 +118,17 @@ def verdict_of(results: Sequence[CheckResult]) -> Verdict:
     required = [r for r in results if r.severity is Severity.REQUIRED]
     if any(r.status is Status.FAIL for r in required):
         return Verdict.NOT_READY
-    if any(r.status is Status.ERROR for r in required):
+    if any(r.status is Status.ERROR for r in required) or _nothing_observed(results):
         return Verdict.INDETERMINATE
     if any(r.is_warning for r in results):
         return Verdict.READY_WITH_WARNINGS
     return Verdict.READY
+
+
+def _nothing_observed(results: Sequence[CheckResult]) -> bool:
+    """No check passed, warned or failed: every one skipped (`--only kvm.guest` on a --root tree) or broke.
+    READY would claim what nobody looked at."""
+    return bool(results) and all(r.status in (Status.SKIP, Status.ERROR) for r in results)
 
 
 def reasons_of(results: Sequence[CheckResult], verdict: Verdict) -> List[str]:
@@ -132,10 +138,10 @@ def reasons_of(results: Sequence[CheckResult], verdict: Verdict) -> List[str]:
         decisive = [r for r in required if r.status is Status.FAIL]
         decisive += [r for r in required if r.status is Status.ERROR]
     elif verdict is Verdict.INDETERMINATE:
-        decisive = [r for r in required if r.status is Status.ERROR]
+        decisive = [r for r in required if r.status is Status.ERROR] or list(results)  # nothing was observed
     else:
         decisive = []
-    decisive += [r for r in results if r.is_warning]
+    decisive += [r for r in results if r.is_warning and r not in decisive]
     blocking = {Status.FAIL: 0, Status.ERROR: 1}
     ordered = sorted(decisive, key=lambda r: (r.severity is not Severity.REQUIRED, blocking.get(r.status, 2), r.rank))
     return [r.id for r in ordered]

@@ -39,6 +39,9 @@ MAX_MEMBERS = 4096
 MAX_MEMBER_BYTES = 16 * 1024 * 1024  # the largest file a fact reads (cpuinfo)
 MAX_TOTAL_BYTES = 64 * 1024 * 1024  # uncompressed, all members
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# kvmready's own manifests nest four levels (live -> probe -> guest -> stages); anything far deeper is hostile,
+# and would exhaust Python's recursion limit in the checks that walk it.
+MAX_MANIFEST_DEPTH = 32
 
 # Never stored, whatever reads them: secrets, home directories, environments.
 PRIVATE_PREFIXES = ("/home/", "/root/", "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh/", "/run/user/")
@@ -262,6 +265,10 @@ def _read_bounded(path: str) -> bytes:
     """The archive's bytes: a regular file (never a FIFO or device, which could block or have side effects), or stdin for `-`."""
     try:
         if path == STDIN:
+            if sys.stdin is None:
+                raise SnapshotError("-: standard input is closed; pipe the archive in, or give its file")
+            if sys.stdin.isatty():  # nobody types a gzip archive: waiting here would look like a hang
+                raise SnapshotError("-: standard input is a terminal; pipe the archive in (`< FILE.tar.gz`), or give its file")
             data = _read_limited(sys.stdin.buffer.fileno())
         else:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -342,7 +349,10 @@ def _parse_manifest(path: str, data: bytes) -> dict:
         manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise SnapshotError(f"{path}: {MANIFEST} is not JSON ({error})") from None
-    manifest = scrub(manifest)
+    try:
+        manifest = scrub(manifest)
+    except _TooDeep:
+        raise SnapshotError(f"{path}: {MANIFEST} nests deeper than {MAX_MANIFEST_DEPTH} levels") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SnapshotError(f"{path}: {MANIFEST} is not a kvmready snapshot manifest")
     if type(manifest.get("format_version")) is not int or manifest.get("format_version") != FORMAT_VERSION:
@@ -366,14 +376,21 @@ def _parse_manifest(path: str, data: bytes) -> dict:
     return manifest
 
 
-def scrub(value: Any) -> Any:
-    """JSON may carry lone surrogates (`"\\udcff"`), which no UTF-8 output can write: replace them."""
+class _TooDeep(Exception):
+    pass
+
+
+def scrub(value: Any, depth: int = 0) -> Any:
+    """JSON may carry lone surrogates (`"\\udcff"`), which no UTF-8 output can write: replace them.
+    Nesting past MAX_MANIFEST_DEPTH raises _TooDeep."""
     if isinstance(value, str):
         return clean_text(value)
+    if depth >= MAX_MANIFEST_DEPTH and isinstance(value, (list, dict)):
+        raise _TooDeep()
     if isinstance(value, list):
-        return [scrub(item) for item in value]
+        return [scrub(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {scrub(key): scrub(item) for key, item in value.items()}
+        return {clean_text(key): scrub(item, depth + 1) for key, item in value.items()}
     return value
 
 

@@ -109,14 +109,26 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
     if cpu.error is not None:
         also = f", nor could {unread}" if unread else ""
         return unreadable(f"whether this is a VM (no other source names a hypervisor{also})", "/proc/cpuinfo", cpu.error, evidence)
-    if facts.arch.is_x86 and cpu.flag_lines == 0:
+    arch = facts.arch
+    if arch.family is None:
+        return errored("cannot tell whether this is a VM: the architecture is unknown (see cpu.arch), and with it where "
+                       "a hypervisor would show", evidence)
+    if arch.is_x86 and cpu.flag_lines == 0:
         return errored("cannot tell whether this is a VM: /proc/cpuinfo has no flags line, where x86 shows the hypervisor flag", evidence)
-    if facts.arch.family == "s390":  # only machines from before the z990 could run without PR/SM
+    if arch.family == "s390":  # only machines from before the z990 could run without PR/SM
         evidence["cpuinfo_lines"] = [line for line in (cpu.line("vendor_id"), cpu.line("processor 0")) if line]
         return warned(
             "no hypervisor found, but on IBM Z that proves nothing: this machine type could also run in an LPAR "
             "or under z/VM, and /proc/sysinfo, which would tell, is not here",
             "Read /proc/sysinfo on the machine.",
+            evidence,
+        )
+    shown_bare = any(clue.suggests is None for clue in info.clues)  # PowerNV, EC2 metal: evidence of no hypervisor
+    if not arch.is_x86 and not info.sysfs_seen and not shown_bare:
+        return warned(
+            f"no hypervisor found, but on {arch.label} cpuinfo rarely shows one, and this tree has no /sys, where DMI, "
+            "/sys/hypervisor and the clocksource would: this may still be a VM",
+            "Run kvmready on the machine itself, or capture it with `kvmready snapshot`.",
             evidence,
         )
     if unread:

@@ -148,6 +148,7 @@ class HypervisorInfo(NamedTuple):
     xen_guest_type: Optional[str] = None  # "PV", "HVM" or "PVH" under Xen
     xen_guest_type_source: Optional[str] = None
     vendor: Optional[str] = None  # who provides the VM (amazon, google, nutanix ...), when a clue names it
+    sysfs_seen: bool = True  # False: the tree has no /sys, where DMI, /sys/hypervisor and clocksources live
 
     @property
     def paravirtual_xen(self) -> bool:
@@ -167,6 +168,8 @@ class HypervisorInfo(NamedTuple):
             data["xen_guest_type_source"] = self.xen_guest_type_source
         if self.unreadable:
             data["unreadable"] = list(self.unreadable)
+        if not self.sysfs_seen:
+            data["sysfs_seen"] = False
         return data
 
 
@@ -209,7 +212,8 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     name = _decide(clues)
     vendor = _vendor(clues, name)
     guest_type, guest_type_source = _xen_guest_type(read, clues) if name == "xen" and xen_role != "dom0" else (None, None)
-    return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source, vendor)
+    sysfs_seen = listing("/sys") is not None
+    return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source, vendor, sysfs_seen)
 
 
 def _xen_guest_type(read: Reader, clues: List[Clue]) -> Tuple[Optional[str], Optional[str]]:

@@ -386,6 +386,8 @@ class LiveSystem:
         measured = os.path.abspath(path)
         while not os.path.exists(measured) and os.path.dirname(measured) != measured:
             measured = os.path.dirname(measured)
+        if not os.path.isdir(measured):  # /etc/passwd, or a folder below it, can hold no VM
+            raise NotADirectoryError(errno_module.ENOTDIR, os.strerror(errno_module.ENOTDIR), measured)
         # What psutil.disk_usage does, without its 8 ms import on every run.
         stats = os.statvfs(measured)
         return measured, stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize
@@ -526,4 +528,10 @@ def _optional_str(value: Any) -> Optional[str]:
 
 
 def _optional_int(value: Any) -> Optional[int]:
-    return None if value is None else int(value)
+    """A count, size, port or version from a snapshot: never negative."""
+    if value is None:
+        return None
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected a count or size, got {number}")
+    return number

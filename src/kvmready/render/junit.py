@@ -40,7 +40,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Optional
 
-from kvmready.model import CheckResult, Report, Severity, Status
+from kvmready.model import CheckResult, Report, Severity, Status, Verdict
 from kvmready.render.common import dig
 
 # XML 1.0 Char production; everything else (NUL, ESC, lone surrogates, U+FFFE/FFFF) is dropped.
@@ -130,6 +130,13 @@ def _properties(parent: ET.Element, report: Report) -> None:
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
 
 
+def _verdict_case(parent: ET.Element, report: Report, klass: str) -> None:
+    case = ET.SubElement(parent, "testcase", {"name": "verdict", "classname": klass, "time": seconds(0.0)})
+    message = "nothing was checked: every selected check skipped or could not run"
+    element = ET.SubElement(case, "error", {"message": message, "type": report.verdict.value})
+    element.text = xml_text(f"{message} ({', '.join(report.reasons)}); the verdict is {report.verdict.value}, exit {report.exit_code}")
+
+
 class JunitRenderer:
     def render(self, report: Report) -> str:
         return _render(report)
@@ -155,7 +162,14 @@ def _render(report: Report) -> str:
         kind = _testcase(suite, check, klass, report.strict)
         if kind is not None:
             counts[kind] += 1
-    tests = {"tests": str(len(report.checks)), "failures": str(counts["failure"]), "errors": str(counts["error"])}
+    cases = len(report.checks)
+    if report.verdict is Verdict.INDETERMINATE and not counts["failure"] + counts["error"]:
+        # Nothing was observed (every check skipped or broke without deciding): the exit code is 3, and a JUnit
+        # consumer must see red too.
+        _verdict_case(suite, report, klass)
+        counts["error"] += 1
+        cases += 1
+    tests = {"tests": str(cases), "failures": str(counts["failure"]), "errors": str(counts["error"])}
     elapsed = {"time": seconds(max(report.duration, sum(check.duration for check in report.checks)))}
     root.attrib.update({**tests, **elapsed})
     suite.attrib.update({**tests, "skipped": str(counts["skipped"]), **elapsed})  # junit-10.xsd: `skipped` on a testsuite only
