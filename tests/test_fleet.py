@@ -308,6 +308,17 @@ def test_table_when_all_is_well(tmp_path: Path):
     assert "every host is ready" in out and "no check failed on any host" in out and "malformed (" not in out
 
 
+
+def test_table_with_no_report_says_so(tmp_path: Path):
+    """Reverted, a summary of nothing said "every host is ready" (and "no check failed on any host")."""
+    (tmp_path / "bad.json").write_text("nope")
+    for paths in ([str(tmp_path / "bad.json")], [str(tmp_path / "missing")], [str(tmp_path / "empty-dir")]):
+        (tmp_path / "empty-dir").mkdir(exist_ok=True)
+        result = run_cli(["fleet", "summarize", *paths])
+        assert result.exit_code == 2  # as before: no readable report
+        assert "every host is ready" not in result.stdout and "no check failed" not in result.stdout
+        assert "no kvmready report was read" in result.stdout
+
 def test_output_file(tmp_path: Path):
     write_fleet(tmp_path / "r", names=("ready",))
     target = tmp_path / "summary.json"
