@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 import typer
-from helpers import cli_runner, fixture_root, run_cli
+from helpers import cli_runner, fixture_root, run_as_nobody, run_cli
 from jsonschema import Draft202012Validator
 from test_render_formats import every_report
 
@@ -133,6 +135,57 @@ def test_directories_are_walked_and_dot_files_skipped(tmp_path: Path):
     summary = summarize_json(tmp_path)
     assert summary["inputs"] == {"files": 2, "reports": 2, "malformed": 0}
 
+
+
+def test_a_directory_that_cannot_be_read_is_listed(tmp_path: Path, monkeypatch):
+    """Reverted, os.walk skipped it without a word: its reports vanished from the counts."""
+    write_fleet(tmp_path / "open", names=("ready",))
+    (tmp_path / "closed").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "closed"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run_cli(["fleet", "summarize", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert_valid_fleet(summary)
+    assert summary["inputs"] == {"files": 2, "reports": 1, "malformed": 1}
+    assert summary["malformed"][0]["source"] == str(tmp_path / "closed")
+    assert summary["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+
+
+def test_unreadable_directories_as_nobody():
+    """The reviewer's case: nobody walks a tree with a root-only 0700 sub-directory, or a root-only top."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (dropping to nobody)")
+    base = Path(tempfile.mkdtemp(prefix="kvmready-fleet-"))
+    try:
+        os.chmod(base, 0o755)
+        write_fleet(base / "fleet", names=("ready",))
+        write_fleet(base / "fleet" / "sub", names=("mixed",))
+        for directory in (base / "fleet", base / "fleet" / "sub", base):
+            os.chmod(directory, 0o755)
+        os.chmod(base / "fleet" / "sub", 0o700)
+
+        def work() -> dict:
+            return {str(path): fleet.summarize([str(path)]).to_dict() for path in (base / "fleet", base / "fleet" / "sub", base / "fleet" / "sub" / "x.json")}
+
+        summaries = run_as_nobody(work)
+    finally:
+        shutil.rmtree(base)
+    inner = summaries[str(base / "fleet")]
+    assert inner["inputs"] == {"files": 2, "reports": 1, "malformed": 1}
+    assert inner["malformed"][0]["source"] == str(base / "fleet" / "sub")
+    assert inner["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+    top = summaries[str(base / "fleet" / "sub")]
+    assert top["inputs"] == {"files": 1, "reports": 0, "malformed": 1}
+    assert top["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+    below = summaries[str(base / "fleet" / "sub" / "x.json")]  # was "no such file or directory"
+    assert below["malformed"][0]["error"] == "cannot read: Permission denied"
 
 # -- input shapes --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ are not validated against the schema here.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -186,20 +187,39 @@ def _optional_text(value: Optional[str]) -> Optional[str]:
 
 
 def iter_files(paths: Iterable[str]) -> Iterator[Tuple[str, Optional[str]]]:
-    """(path, problem): every file under `paths`, sorted per directory; problem is set when a path is unusable."""
+    """(path, problem): every file under `paths`, sorted per directory; problem is set when a path is unusable.
+
+    A directory that cannot be listed (permission denied, gone while walking) is one such path, with the
+    reason: skipping it would make its reports vanish without a word.
+    """
     for path in paths:
         if path == STDIN:
             yield path, None
-        elif os.path.isdir(path):
-            for directory, subdirs, names in os.walk(path):
-                subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
-                for name in sorted(names):
-                    if not name.startswith("."):
-                        yield os.path.join(directory, name), None
-        elif os.path.exists(path):
+            continue
+        try:
+            is_directory = stat.S_ISDIR(os.stat(path).st_mode)
+        except OSError as error:  # os.path.exists would call a path under an unreadable directory missing
+            missing = error.errno in (errno.ENOENT, errno.ENOTDIR)
+            yield path, "no such file or directory" if missing else f"cannot read: {error.strerror or error}"
+            continue
+        if not is_directory:
             yield path, None
-        else:
-            yield path, "no such file or directory"
+            continue
+        unreadable: List[OSError] = []
+        for directory, subdirs, names in os.walk(path, onerror=unreadable.append):
+            yield from _unreadable_directories(unreadable)
+            subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
+            for name in sorted(names):
+                if not name.startswith("."):
+                    yield os.path.join(directory, name), None
+        yield from _unreadable_directories(unreadable)
+
+
+def _unreadable_directories(errors: List[OSError]) -> Iterator[Tuple[str, str]]:
+    """The directories os.walk could not list (its onerror collects them), with why; empties `errors`."""
+    for error in errors:
+        yield str(error.filename), f"cannot read the directory: {error.strerror or error}"
+    errors.clear()
 
 
 def _read(path: str) -> bytes:
