@@ -248,6 +248,19 @@ def test_json_lines_with_broken_lines(tmp_path: Path):
     assert {bad["source"] for bad in summary["malformed"]} == {f"{path}:2", f"{path}:3", str(path)}
 
 
+
+def test_json_lines_are_decoded_line_by_line(tmp_path: Path):
+    """Reverted, one byte that is not UTF-8 anywhere made the whole file one "not JSON" entry: every good line lost."""
+    good = json.dumps(report_json(every_report()["ready"], hostname="ok"))
+    latin1 = json.dumps(report_json(every_report()["ready"], hostname="caf\u00e9"), ensure_ascii=False).encode("latin-1")
+    (tmp_path / "binfirst.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + f"{good}\n{good}\n".encode())
+    (tmp_path / "stray.jsonl").write_bytes(f"{good}\n".encode() + latin1 + f"\n{good}\n".encode())
+    summary = summarize_json(tmp_path / "binfirst.jsonl", tmp_path / "stray.jsonl")
+    assert summary["inputs"] == {"files": 2, "reports": 4, "malformed": 2}
+    errors = {bad["source"]: bad["error"] for bad in summary["malformed"]}
+    assert errors[f"{tmp_path / 'stray.jsonl'}:2"].startswith("not UTF-8: byte 0xe9 at column ")
+    assert f"{tmp_path / 'binfirst.jsonl'}:1" in errors
+
 def test_stdin(tmp_path: Path):
     from kvmready import cli
 

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from kvmready.model import Verdict, tool_info
-from kvmready.text import clean_text, each_line
+from kvmready.text import clean_text
 
 VERDICTS = tuple(verdict.value for verdict in Verdict)
 NOT_READY = tuple(verdict.value for verdict in Verdict if not verdict.is_ready)
@@ -374,17 +374,39 @@ def _item(document: Any, source: str, fallback_host: str, pending: Optional[List
         return Malformed(source, f"unreadable report ({type(error).__name__}: {error})")
 
 
-def _lines(text: str, path: str, name: str) -> Iterator[Item]:
+def _parse_line(raw: bytes) -> Any:
+    """One line of JSON Lines, decoded on its own: a stray byte that is not UTF-8 spoils that line only."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}") from None
+    try:
+        return _parse(text)
+    except ValueError as error:
+        raise ValueError(f"not JSON: {error}") from None
+
+
+def _each_line(data: bytes) -> Iterator[bytes]:
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = len(data)
+        yield data[start:end]
+        start = end + 1
+
+
+def _lines(data: bytes, path: str, name: str) -> Iterator[Item]:
     """JSON Lines: reports one a line, or kvmready's jsonl (check lines, then their report line)."""
     pending: List[Dict[str, Any]] = []
-    for number, line in enumerate(each_line(text), 1):
+    for number, line in enumerate(_each_line(data), 1):
         if not line.strip():
             continue
         source = f"{path}:{number}"
         try:
-            document = _parse(line)
+            document = _parse_line(line)
         except ValueError as error:
-            yield Malformed(source, f"not JSON: {error}")
+            yield Malformed(source, str(error))
             continue
         if isinstance(document, dict) and document.get("type") == "check":
             if len(pending) < MAX_PENDING_CHECK_LINES:
@@ -399,14 +421,15 @@ def _lines(text: str, path: str, name: str) -> Iterator[Item]:
         yield Malformed(path, f"{len(pending)} check line(s) without the report line that ends them")
 
 
-_OBJECT_LINE = re.compile(r"^[ \t]*\{.*\}[ \t\r]*$", re.MULTILINE)
+_OBJECT_LINE = re.compile(rb"^[ \t]*\{.*\}[ \t\r]*$", re.MULTILINE)
 
 
-def _looks_like_json_lines(text: str) -> bool:
-    """Whether any line is a JSON object of its own (a broken first line must not hide the rest)."""
-    for match in _OBJECT_LINE.finditer(text):
+def _looks_like_json_lines(data: bytes) -> bool:
+    """Whether any line is a JSON object of its own (a broken first line must not hide the rest, nor a byte
+    that is not UTF-8 on another line)."""
+    for match in _OBJECT_LINE.finditer(data):
         try:
-            if isinstance(_parse(match.group()), dict):
+            if isinstance(_parse_line(match.group()), dict):
                 return True
         except ValueError:
             continue
@@ -430,12 +453,8 @@ def read_items(path: str) -> Iterator[Item]:
     try:
         document = _parse(data)
     except ValueError as error:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and _looks_like_json_lines(text):
-            yield from _lines(text, path, name)
+        if _looks_like_json_lines(data):
+            yield from _lines(data, path, name)
         else:
             yield Malformed(path, f"not JSON: {error}")
         return
