@@ -261,6 +261,69 @@ def test_json_lines_are_decoded_line_by_line(tmp_path: Path):
     assert errors[f"{tmp_path / 'stray.jsonl'}:2"].startswith("not UTF-8: byte 0xe9 at column ")
     assert f"{tmp_path / 'binfirst.jsonl'}:1" in errors
 
+
+def _compact_reports(count: int) -> List[str]:
+    reports = list(every_report().values())
+    return [json.dumps(report_json(reports[index % len(reports)], hostname=f"h{index:03d}")) for index in range(count)]
+
+
+@pytest.mark.parametrize("chunk", [1000, 1 << 20], ids=["small-chunks", "one-chunk"])
+def test_json_lines_larger_than_a_document_are_streamed(tmp_path: Path, monkeypatch, chunk: int):
+    """Reverted, any file over MAX_FILE_BYTES was one "larger than" entry: every host in a big JSONL lost."""
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 64 * 1024)
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", chunk, raising=False)  # new constants: older code fails the assertions, not the set-up
+    lines = _compact_reports(40)
+    lines[7] = "not json"
+    lines[20] = '{"half": '
+    data = "\r\n".join(lines[:30]) + "\n\n" + "\n".join(lines[30:])  # CRLF, a blank line, no final newline
+    path = tmp_path / "big.jsonl"
+    path.write_text(data)
+    assert path.stat().st_size > fleet.MAX_FILE_BYTES
+    summary = fleet.summarize([str(path)]).to_dict()
+    assert_valid_fleet(summary)
+    assert summary["inputs"] == {"files": 1, "reports": 38, "malformed": 2}
+    assert [bad["source"] for bad in summary["malformed"]] == [f"{path}:8", f"{path}:21"]
+    sources = {entry["host"]: entry["source"] for entry in summary["not_ready"]}
+    for index in range(len(lines)):
+        host = f"h{index:03d}"
+        if host in sources:
+            assert sources[host] == f"{path}:{index + 1 if index < 30 else index + 2}"
+    assert sources, "some hosts are not ready"
+
+    from kvmready import cli
+
+    piped = cli_runner().invoke(cli.app, ["fleet", "summarize", "-", "--format", "json"], input=data)
+    assert piped.exit_code == 0
+    assert json.loads(piped.stdout)["inputs"] == {"files": 1, "reports": 38, "malformed": 2}
+
+
+@pytest.mark.parametrize("chunk", [4096, 1 << 20], ids=["dropped-while-read", "in-one-chunk"])
+def test_a_line_too_long_is_one_malformed_entry(tmp_path: Path, monkeypatch, chunk: int):
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 200 * 1024)
+    monkeypatch.setattr(fleet, "MAX_LINE_BYTES", 20 * 1024, raising=False)  # new constants: older code fails the assertions, not the set-up
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", chunk, raising=False)
+    lines = _compact_reports(12)
+    long_line = '{"padding": "' + "x" * 50_000 + '"}'
+    for name, middle in (("whole.jsonl", [long_line]), ("streamed.jsonl", [long_line] + _compact_reports(24))):
+        path = tmp_path / name
+        path.write_text("\n".join(lines[:3] + middle + lines[3:]) + "\n")
+        assert (path.stat().st_size > fleet.MAX_FILE_BYTES) == (name == "streamed.jsonl")
+        summary = fleet.summarize([str(path)])
+        assert (summary.reports, summary.malformed_count) == (len(lines) + len(middle) - 1, 1)
+        assert summary.malformed[0] == fleet.Malformed(f"{path}:4", "a line longer than 20480 bytes")
+    ending = tmp_path / "ends-long.jsonl"
+    ending.write_text("\n".join(lines) + "\n" + long_line)  # the last line, without a newline
+    summary = fleet.summarize([str(ending)])
+    assert (summary.reports, summary.malformed_count) == (len(lines), 1)
+
+
+def test_a_large_file_that_is_not_json_lines_is_one_entry(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 4096)
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(report_json(every_report()["ready"]), indent=2))
+    (item,) = fleet.read_items(str(path))
+    assert isinstance(item, fleet.Malformed) and item.error.startswith("larger than 4096 bytes")
+
 def test_stdin(tmp_path: Path):
     from kvmready import cli
 

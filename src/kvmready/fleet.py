@@ -13,26 +13,31 @@ dot-files skipped) holding any of:
 
 Anything else is listed as malformed with the reason, never fatal.  The hot
 path is one `json.loads` per file and a few dict look-ups per check; reports
-are not validated against the schema here.
+are not validated against the schema here.  A file of up to MAX_FILE_BYTES
+is read whole; a larger one can only be JSON Lines, and is read a chunk at a
+time (memory bounded by MAX_LINE_BYTES, whatever the file's size).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
 import stat
 import sys
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from kvmready.model import Verdict, tool_info
 from kvmready.text import clean_text
 
 VERDICTS = tuple(verdict.value for verdict in Verdict)
 NOT_READY = tuple(verdict.value for verdict in Verdict if not verdict.is_ready)
-MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_FILE_BYTES = 16 * 1024 * 1024  # one JSON document (a report, an Ansible result) is read whole: at most this
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of JSON Lines, which are read a chunk at a time, whatever the file's size
+CHUNK_BYTES = 1024 * 1024
 STDIN = "-"
 
 
@@ -222,39 +227,6 @@ def _unreadable_directories(errors: List[OSError]) -> Iterator[Tuple[str, str]]:
     errors.clear()
 
 
-def _read(path: str) -> bytes:
-    if path == STDIN:
-        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise NotAReport(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        return data
-    # os.open/fstat/os.read: a third of the time of open().read(limit) over thousands of small files.
-    # O_NONBLOCK so that a FIFO among the inputs cannot hang the run; it is refused below.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotAReport("not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise NotAReport(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        parts = []
-        room = MAX_FILE_BYTES + 1
-        want = info.st_size + 1
-        while room > 0:
-            chunk = os.read(fd, min(want, room))
-            if not chunk:
-                break
-            parts.append(chunk)
-            room -= len(chunk)
-            want = 1024 * 1024
-    finally:
-        os.close(fd)
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
-    if len(data) > MAX_FILE_BYTES:
-        raise NotAReport(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-    return data
-
-
 def _display_name(path: str) -> str:
     """The host name a report without one gets: its file name, without .json/.jsonl."""
     if path == STDIN:
@@ -386,22 +358,99 @@ def _parse_line(raw: bytes) -> Any:
         raise ValueError(f"not JSON: {error}") from None
 
 
-def _each_line(data: bytes) -> Iterator[bytes]:
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
+
+
+def _read_head(read: Callable[[int], bytes], first: int) -> bytes:
+    """Up to MAX_FILE_BYTES + 1 bytes: a file that fits is read whole (first: the size to ask for at once)."""
+    parts = []
+    room = MAX_FILE_BYTES + 1
+    want = first
+    while room > 0:
+        chunk = read(min(want, room))
+        if not chunk:
+            break
+        parts.append(chunk)
+        room -= len(chunk)
+        want = CHUNK_BYTES
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _chunks(head: bytes, read: Optional[Callable[[int], bytes]] = None) -> Iterator[bytes]:
+    """`head` a chunk at a time, then what `read` still gives."""
+    for start in range(0, len(head), CHUNK_BYTES):
+        yield head[start : start + CHUNK_BYTES]
+    head = b""  # read_items let go of it too: only the chunk in hand stays in memory
+    while read is not None:
+        chunk = read(CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _raw_lines(chunks: Iterable[bytes], path: str) -> Iterator[Union[Malformed, Tuple[int, bytes]]]:
+    """(line number, line) of each line that is not blank, read a chunk at a time; a line longer than
+    MAX_LINE_BYTES is a Malformed instead, skipped without being kept whole."""
+    number = 1  # the line that `buffer` starts
+    buffer = bytearray()
+    skipping = False  # inside an over-long line: everything up to its newline is dropped
+    first = True
+    for chunk in chunks:
+        if first:
+            chunk = chunk[len(_BOM) :] if chunk.startswith(_BOM) else chunk
+            first = False
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            chunk = chunk[end + 1 :]
+            skipping = False
+            number += 1
+        buffer += chunk
+        end = buffer.rfind(b"\n") + 1
+        if not end:  # no line ends in this chunk
+            if len(buffer) > MAX_LINE_BYTES:
+                yield Malformed(f"{path}:{number}", f"a line longer than {_size(MAX_LINE_BYTES)}")
+                buffer.clear()
+                skipping = True
+            continue
+        block = bytes(buffer[:end])
+        del buffer[:end]
+        yield from _block_lines(block, number, path)
+        number += block.count(b"\n")
+    if buffer and not skipping:
+        yield from _block_lines(bytes(buffer), number, path)
+
+
+def _block_lines(block: bytes, number: int, path: str) -> Iterator[Union[Malformed, Tuple[int, bytes]]]:
+    """The lines of `block` (whole lines; the first is line `number`), as _raw_lines gives them."""
     start = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
+    while start < len(block):
+        end = block.find(b"\n", start)
         if end < 0:
-            end = len(data)
-        yield data[start:end]
+            end = len(block)
+        if end - start > MAX_LINE_BYTES:  # the line the previous chunks had begun
+            yield Malformed(f"{path}:{number}", f"a line longer than {_size(MAX_LINE_BYTES)}")
+        else:
+            line = block[start:end]
+            if line.strip():
+                yield number, line
+        number += 1
         start = end + 1
 
 
-def _lines(data: bytes, path: str, name: str) -> Iterator[Item]:
+def _lines(chunks: Iterable[bytes], path: str, name: str) -> Iterator[Item]:
     """JSON Lines: reports one a line, or kvmready's jsonl (check lines, then their report line)."""
     pending: List[Dict[str, Any]] = []
-    for number, line in enumerate(_each_line(data), 1):
-        if not line.strip():
+    for raw in _raw_lines(chunks, path):
+        if isinstance(raw, Malformed):
+            yield raw
             continue
+        number, line = raw
         source = f"{path}:{number}"
         try:
             document = _parse_line(line)
@@ -437,24 +486,56 @@ def _looks_like_json_lines(data: bytes) -> bool:
 
 
 def read_items(path: str) -> Iterator[Item]:
-    """The reports in one file, and what in it could not be read, one at a time."""
+    """The reports in one file, and what in it could not be read, one at a time.
+
+    A file of up to MAX_FILE_BYTES is read whole: one JSON document, else JSON Lines.  A larger one can
+    only be JSON Lines, and is read a chunk at a time (memory stays bounded by MAX_LINE_BYTES, whatever
+    its size), when a line in its first MAX_FILE_BYTES is a JSON object.
+    """
     name = _display_name(path)
+    fd = None
     try:
-        data = _read(path)
+        if path == STDIN:
+            read: Callable[[int], bytes] = sys.stdin.buffer.read
+            first = MAX_FILE_BYTES + 1
+        else:
+            # os.open/fstat/os.read: a third of the time of open().read(limit) over thousands of small files.
+            # O_NONBLOCK so that a FIFO among the inputs cannot hang the run; it is refused below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise NotAReport("not a regular file")
+            read = functools.partial(os.read, fd)
+            first = info.st_size + 1
+        head = _read_head(read, first)
+        if len(head) <= MAX_FILE_BYTES:
+            yield from _whole(head, path, name)
+        elif _looks_like_json_lines(head):
+            chunks = _chunks(head, read)
+            head = b""
+            yield from _lines(chunks, path, name)
+        else:
+            yield Malformed(path, f"larger than {_size(MAX_FILE_BYTES)} (the most one JSON document may be), and not "
+                                  f"JSON Lines: no line in its first {_size(MAX_FILE_BYTES)} is a JSON object")
     except NotAReport as error:
         yield Malformed(path, str(error))
-        return
     except OSError as error:
         yield Malformed(path, f"cannot read: {error.strerror or error}")
-        return
-    if not data.strip():
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _whole(data: bytes, path: str, name: str) -> Iterator[Item]:
+    """A file read whole: one JSON document, or JSON Lines."""
+    if not data or data.isspace():
         yield Malformed(path, "empty")
         return
     try:
         document = _parse(data)
     except ValueError as error:
         if _looks_like_json_lines(data):
-            yield from _lines(data, path, name)
+            yield from _lines(_chunks(data), path, name)
         else:
             yield Malformed(path, f"not JSON: {error}")
         return
