@@ -245,7 +245,8 @@ def test_json_lines_with_broken_lines(tmp_path: Path):
     result = run_cli(["fleet", "summarize", str(path), "--format", "json"])
     summary = json.loads(result.stdout)
     assert summary["inputs"]["reports"] == 2
-    assert {bad["source"] for bad in summary["malformed"]} == {f"{path}:2", f"{path}:3", str(path)}
+    assert summary["inputs"]["malformed"] == 3  # lines 2 and 3 (one run of lines that are not JSON objects), the check line
+    assert [(bad["source"], bad["inputs"]) for bad in summary["malformed"]] == [(f"{path}:2-3", 2), (str(path), 1)]
 
 
 
@@ -323,6 +324,46 @@ def test_a_large_file_that_is_not_json_lines_is_one_entry(tmp_path: Path, monkey
     path.write_text(json.dumps(report_json(every_report()["ready"]), indent=2))
     (item,) = fleet.read_items(str(path))
     assert isinstance(item, fleet.Malformed) and item.error.startswith("larger than 4096 bytes")
+
+
+def test_runs_of_lines_that_are_not_objects_are_counted_cheaply(tmp_path: Path, monkeypatch):
+    """Reverted, each line was json.loads'ed and became a Malformed of its own: one report and 16 MiB of `1`
+    lines took 25 s (bench/scale.py times the real size).  Here: each line is still counted, the list
+    holds one entry per run, and json.loads never sees a line that cannot be an object."""
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", 64, raising=False)  # runs that cross chunks
+    good = json.dumps(report_json(every_report()["ready"], hostname="ok"))
+    path = tmp_path / "ones.jsonl"
+    path.write_text(f"{good}\n" + "1\n" * 500 + "  \n\n" + "[2]\n" * 10 + f"{good}\n" + "x\n" + f"{good}\n" + "\n1\n 1")
+    parsed = []
+    real_parse = fleet._parse_line
+
+    def parse_line(raw):
+        parsed.append(raw)
+        return real_parse(raw)
+
+    monkeypatch.setattr(fleet, "_parse_line", parse_line)
+    summary = fleet.summarize([str(path)])
+    assert (summary.reports, summary.malformed_count, summary.malformed_omitted) == (3, 513, 0)
+    assert list(summary.malformed) == [
+        fleet.Malformed(f"{path}:2-513", "510 lines that are not JSON objects", 510),
+        fleet.Malformed(f"{path}:515", "not a JSON object"),
+        fleet.Malformed(f"{path}:518-519", "2 lines that are not JSON objects", 2),
+    ]
+    assert parsed and {raw[:1] for raw in parsed} == {b"{"}  # the reports (and the look for a first one), never a `1`
+    document = summary.to_dict()
+    assert_valid_fleet(document)
+    assert document["inputs"]["malformed"] == 513 and document["malformed"][0]["inputs"] == 510
+    table = FleetTableRenderer().render(summary)
+    assert f"malformed (513):\n  {path}:2-513: 510 lines that are not JSON objects\n" in table
+
+
+def test_the_malformed_list_is_capped_by_entries_and_counts_every_input(monkeypatch):
+    monkeypatch.setattr(fleet, "MAX_MALFORMED_LISTED", 2)
+    runs = [fleet.Malformed("f:1-5", "5 lines that are not JSON objects", 5), fleet.Malformed("g", "empty"),
+            fleet.Malformed("h:2-4", "3 lines that are not JSON objects", 3)]
+    summary = fleet.Summary.of(3, (), runs)
+    assert (summary.malformed_count, len(summary.malformed), summary.malformed_omitted) == (9, 2, 3)
+    assert "… and 3 more, not listed" in FleetTableRenderer().render(summary)
 
 def test_stdin(tmp_path: Path):
     from kvmready import cli

@@ -54,8 +54,11 @@ class Entry(NamedTuple):
 
 
 class Malformed(NamedTuple):
+    """An input without a readable report: a file, a line of JSON Lines (`file:N`), or a run of lines (`file:N-M`)."""
+
     source: str
     error: str
+    inputs: int = 1  # the malformed inputs it stands for: a run's lines that are not JSON objects (blank lines aside)
 
 
 class NotAReport(ValueError):
@@ -80,7 +83,7 @@ class Summary(NamedTuple):
     failing: Mapping[str, int]  # check id -> hosts where it failed
     not_ready_entries: Tuple[Entry, ...]
     malformed: Tuple[Malformed, ...]  # the first MAX_MALFORMED_LISTED, in reading order
-    malformed_count: int
+    malformed_count: int  # their inputs, and those not listed
 
     @classmethod
     def of(cls, files: int, entries: Iterable[Entry], malformed: Iterable[Malformed] = ()) -> Summary:
@@ -105,7 +108,7 @@ class Summary(NamedTuple):
 
     @property
     def malformed_omitted(self) -> int:
-        return self.malformed_count - len(self.malformed)
+        return self.malformed_count - sum(bad.inputs for bad in self.malformed)
 
     def failing_checks(self, top: Optional[int] = None) -> List[Tuple[str, int]]:
         """(check id, hosts where it failed), the most common first."""
@@ -140,7 +143,9 @@ class Summary(NamedTuple):
                 }
                 for entry in self.not_ready()
             ],
-            "malformed": [{"source": clean_text(bad.source), "error": clean_text(bad.error)} for bad in self.malformed],
+            "malformed": [
+                {"source": clean_text(bad.source), "error": clean_text(bad.error), "inputs": bad.inputs} for bad in self.malformed
+            ],
             "malformed_omitted": self.malformed_omitted,
         }
 
@@ -167,7 +172,7 @@ class Tally:
             self.not_ready.append(entry._replace(failing=()))  # the counts have them
 
     def add_malformed(self, bad: Malformed) -> None:
-        self.malformed_count += 1
+        self.malformed_count += bad.inputs
         if len(self.malformed) < MAX_MALFORMED_LISTED:
             self.malformed.append(bad)
 
@@ -377,32 +382,77 @@ def _read_head(read: Callable[[int], bytes], first: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some Windows tools write first: skipped
+
+
 def _chunks(head: bytes, read: Optional[Callable[[int], bytes]] = None) -> Iterator[bytes]:
     """`head` a chunk at a time, then what `read` still gives."""
-    for start in range(0, len(head), CHUNK_BYTES):
-        yield head[start : start + CHUNK_BYTES]
+    size = min(CHUNK_BYTES, MAX_LINE_BYTES)  # so that only a line begun in earlier chunks can be over-long
+    for start in range(len(_BOM) if head.startswith(_BOM) else 0, len(head), size):
+        yield head[start : start + size]
     head = b""  # read_items let go of it too: only the chunk in hand stays in memory
     while read is not None:
-        chunk = read(CHUNK_BYTES)
+        chunk = read(size)
         if not chunk:
             return
         yield chunk
 
 
-_BOM = b"\xef\xbb\xbf"
+# A line that may hold a JSON object: the only kind json.loads is asked about.
+_OBJECT_START = re.compile(rb"^[ \t\r]*\{", re.MULTILINE)
+_BLANKS = b" \t\r\f\v"  # with the newline, what bytes.strip() strips: a line of only these is blank
+RawLine = Union[Malformed, Tuple[int, bytes]]
 
 
-def _raw_lines(chunks: Iterable[bytes], path: str) -> Iterator[Union[Malformed, Tuple[int, bytes]]]:
-    """(line number, line) of each line that is not blank, read a chunk at a time; a line longer than
-    MAX_LINE_BYTES is a Malformed instead, skipped without being kept whole."""
+def _not_blank_lines(span: bytes) -> int:
+    """How many lines of `span` are not blank, in C: a regular expression matching each line takes 1.2 s over
+    8 million lines, this 0.03 s.  With the blanks deleted, a blank line is an empty one, and runs of newlines
+    squeezed to one leave a newline per line that is not blank (but a leading one)."""
+    squeezed = span.translate(None, _BLANKS)
+    while b"\n\n" in squeezed:
+        squeezed = squeezed.replace(b"\n\n", b"\n")
+    count = squeezed.count(b"\n")
+    if squeezed.startswith(b"\n"):
+        count -= 1
+    if squeezed and not squeezed.endswith(b"\n"):
+        count += 1
+    return count
+
+
+class _Run:
+    """Consecutive lines that are not JSON objects (blank lines aside): one malformed entry however many, counted
+    by bytes methods in C, not one Python object a line (8 million lines of `1`: 0.3 s, not 24 s)."""
+
+    def __init__(self) -> None:
+        self.first = self.last = self.count = 0
+
+    def add(self, span: bytes, number: int) -> None:
+        """The lines of `span`, whole lines of which the first is line `number`."""
+        count = _not_blank_lines(span)
+        if not count:
+            return
+        if not self.count:
+            self.first = number + span.count(b"\n", 0, len(span) - len(span.lstrip()))
+        self.last = number + span.count(b"\n", 0, len(span.rstrip()))
+        self.count += count
+
+    def flush(self, path: str) -> Iterator[Malformed]:
+        if self.count == 1:
+            yield Malformed(f"{path}:{self.first}", "not a JSON object")
+        elif self.count:
+            yield Malformed(f"{path}:{self.first}-{self.last}", f"{self.count} lines that are not JSON objects", self.count)
+        self.count = 0
+
+
+def _raw_lines(chunks: Iterable[bytes], path: str) -> Iterator[RawLine]:
+    """(line number, line) of each line that may hold a JSON object (it starts with `{`), read a chunk at a time.
+    The lines between them are counted in runs (Malformed, one per run), and a line longer than MAX_LINE_BYTES is
+    a Malformed of its own, dropped while read rather than kept whole."""
     number = 1  # the line that `buffer` starts
     buffer = bytearray()
+    run = _Run()
     skipping = False  # inside an over-long line: everything up to its newline is dropped
-    first = True
     for chunk in chunks:
-        if first:
-            chunk = chunk[len(_BOM) :] if chunk.startswith(_BOM) else chunk
-            first = False
         if skipping:
             end = chunk.find(b"\n")
             if end < 0:
@@ -414,33 +464,49 @@ def _raw_lines(chunks: Iterable[bytes], path: str) -> Iterator[Union[Malformed, 
         end = buffer.rfind(b"\n") + 1
         if not end:  # no line ends in this chunk
             if len(buffer) > MAX_LINE_BYTES:
-                yield Malformed(f"{path}:{number}", f"a line longer than {_size(MAX_LINE_BYTES)}")
+                yield from run.flush(path)
+                yield _too_long(path, number)
                 buffer.clear()
                 skipping = True
             continue
         block = bytes(buffer[:end])
         del buffer[:end]
-        yield from _block_lines(block, number, path)
+        yield from _block_lines(block, number, path, run)
         number += block.count(b"\n")
     if buffer and not skipping:
-        yield from _block_lines(bytes(buffer), number, path)
+        yield from _block_lines(bytes(buffer), number, path, run)
+    yield from run.flush(path)
 
 
-def _block_lines(block: bytes, number: int, path: str) -> Iterator[Union[Malformed, Tuple[int, bytes]]]:
+def _too_long(path: str, number: int) -> Malformed:
+    return Malformed(f"{path}:{number}", f"a line longer than {_size(MAX_LINE_BYTES)}")
+
+
+def _block_lines(block: bytes, number: int, path: str, run: _Run) -> Iterator[RawLine]:
     """The lines of `block` (whole lines; the first is line `number`), as _raw_lines gives them."""
-    start = 0
-    while start < len(block):
+    pos = 0
+    end = block.find(b"\n")
+    if (end if end >= 0 else len(block)) > MAX_LINE_BYTES:  # a line the earlier chunks began
+        yield from run.flush(path)
+        yield _too_long(path, number)
+        if end < 0:
+            return
+        pos = end + 1
+        number += 1
+    for match in _OBJECT_START.finditer(block, pos):
+        start = match.start()
+        if start > pos:
+            run.add(block[pos:start], number)
+            number += block.count(b"\n", pos, start)
         end = block.find(b"\n", start)
         if end < 0:
             end = len(block)
-        if end - start > MAX_LINE_BYTES:  # the line the previous chunks had begun
-            yield Malformed(f"{path}:{number}", f"a line longer than {_size(MAX_LINE_BYTES)}")
-        else:
-            line = block[start:end]
-            if line.strip():
-                yield number, line
+        yield from run.flush(path)
+        yield _too_long(path, number) if end - start > MAX_LINE_BYTES else (number, block[start:end])
         number += 1
-        start = end + 1
+        pos = end + 1
+    if pos < len(block):
+        run.add(block[pos:], number)
 
 
 def _lines(chunks: Iterable[bytes], path: str, name: str) -> Iterator[Item]:
