@@ -402,6 +402,16 @@ def test_malformed_inputs_are_listed_not_fatal(tmp_path: Path):
     assert errors["missing.json"] == "no such file or directory"
 
 
+
+def test_check_entries_that_are_not_objects_are_skipped_on_purpose(tmp_path: Path):
+    """A report stands on its verdict: odd entries in its checks name no failing check and do not make it malformed."""
+    data = {"schema_version": 1, "verdict": "not_ready", "host": {"hostname": "odd"},
+            "checks": [1, "kvm.device", None, ["fail"], {"id": "kvm.device", "status": "fail"}, {"status": "fail"}]}
+    (tmp_path / "odd.json").write_text(json.dumps(data))
+    summary = summarize_json(tmp_path)
+    assert summary["inputs"] == {"files": 1, "reports": 1, "malformed": 0}
+    assert summary["failing_checks"] == [{"id": "kvm.device", "hosts": 1}]
+
 def test_no_readable_report_exits_2_and_still_prints(tmp_path: Path):
     (tmp_path / "bad.json").write_text("nope")
     result = run_cli(["fleet", "summarize", str(tmp_path), "--format", "json"])

@@ -284,6 +284,9 @@ def entry_of(report: Dict[str, Any], source: str, fallback_host: str) -> Entry:
     if not isinstance(checks, list):
         raise NotAReport("the report's checks are not a list")
     failing = []
+    # An entry that is not an object (or lacks status or id) is skipped on purpose, not counted as malformed: it
+    # names no check that failed, the verdict the summary counts stands without it, and `malformed` means an
+    # input with no readable report, which this report is not.  kvmready never writes one (the schema forbids it).
     for check in checks:  # the hot loop: ten thousand reports of some thirty checks
         try:
             if check["status"] == "fail":
