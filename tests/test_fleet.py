@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 import typer
-from helpers import cli_runner, fixture_root, run_cli
+from helpers import cli_runner, fixture_root, run_as_nobody, run_cli
 from jsonschema import Draft202012Validator
 from test_render_formats import every_report
 
@@ -134,6 +136,57 @@ def test_directories_are_walked_and_dot_files_skipped(tmp_path: Path):
     assert summary["inputs"] == {"files": 2, "reports": 2, "malformed": 0}
 
 
+
+def test_a_directory_that_cannot_be_read_is_listed(tmp_path: Path, monkeypatch):
+    """Reverted, os.walk skipped it without a word: its reports vanished from the counts."""
+    write_fleet(tmp_path / "open", names=("ready",))
+    (tmp_path / "closed").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "closed"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run_cli(["fleet", "summarize", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert_valid_fleet(summary)
+    assert summary["inputs"] == {"files": 2, "reports": 1, "malformed": 1}
+    assert summary["malformed"][0]["source"] == str(tmp_path / "closed")
+    assert summary["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+
+
+def test_unreadable_directories_as_nobody():
+    """The reviewer's case: nobody walks a tree with a root-only 0700 sub-directory, or a root-only top."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (dropping to nobody)")
+    base = Path(tempfile.mkdtemp(prefix="kvmready-fleet-"))
+    try:
+        os.chmod(base, 0o755)
+        write_fleet(base / "fleet", names=("ready",))
+        write_fleet(base / "fleet" / "sub", names=("mixed",))
+        for directory in (base / "fleet", base / "fleet" / "sub", base):
+            os.chmod(directory, 0o755)
+        os.chmod(base / "fleet" / "sub", 0o700)
+
+        def work() -> dict:
+            return {str(path): fleet.summarize([str(path)]).to_dict() for path in (base / "fleet", base / "fleet" / "sub", base / "fleet" / "sub" / "x.json")}
+
+        summaries = run_as_nobody(work)
+    finally:
+        shutil.rmtree(base)
+    inner = summaries[str(base / "fleet")]
+    assert inner["inputs"] == {"files": 2, "reports": 1, "malformed": 1}
+    assert inner["malformed"][0]["source"] == str(base / "fleet" / "sub")
+    assert inner["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+    top = summaries[str(base / "fleet" / "sub")]
+    assert top["inputs"] == {"files": 1, "reports": 0, "malformed": 1}
+    assert top["malformed"][0]["error"] == "cannot read the directory: Permission denied"
+    below = summaries[str(base / "fleet" / "sub" / "x.json")]  # was "no such file or directory"
+    assert below["malformed"][0]["error"] == "cannot read: Permission denied"
+
 # -- input shapes --------------------------------------------------------------------
 
 
@@ -192,8 +245,125 @@ def test_json_lines_with_broken_lines(tmp_path: Path):
     result = run_cli(["fleet", "summarize", str(path), "--format", "json"])
     summary = json.loads(result.stdout)
     assert summary["inputs"]["reports"] == 2
-    assert {bad["source"] for bad in summary["malformed"]} == {f"{path}:2", f"{path}:3", str(path)}
+    assert summary["inputs"]["malformed"] == 3  # lines 2 and 3 (one run of lines that are not JSON objects), the check line
+    assert [(bad["source"], bad["inputs"]) for bad in summary["malformed"]] == [(f"{path}:2-3", 2), (str(path), 1)]
 
+
+
+def test_json_lines_are_decoded_line_by_line(tmp_path: Path):
+    """Reverted, one byte that is not UTF-8 anywhere made the whole file one "not JSON" entry: every good line lost."""
+    good = json.dumps(report_json(every_report()["ready"], hostname="ok"))
+    latin1 = json.dumps(report_json(every_report()["ready"], hostname="caf\u00e9"), ensure_ascii=False).encode("latin-1")
+    (tmp_path / "binfirst.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + f"{good}\n{good}\n".encode())
+    (tmp_path / "stray.jsonl").write_bytes(f"{good}\n".encode() + latin1 + f"\n{good}\n".encode())
+    summary = summarize_json(tmp_path / "binfirst.jsonl", tmp_path / "stray.jsonl")
+    assert summary["inputs"] == {"files": 2, "reports": 4, "malformed": 2}
+    errors = {bad["source"]: bad["error"] for bad in summary["malformed"]}
+    assert errors[f"{tmp_path / 'stray.jsonl'}:2"].startswith("not UTF-8: byte 0xe9 at column ")
+    assert f"{tmp_path / 'binfirst.jsonl'}:1" in errors
+
+
+def _compact_reports(count: int) -> List[str]:
+    reports = list(every_report().values())
+    return [json.dumps(report_json(reports[index % len(reports)], hostname=f"h{index:03d}")) for index in range(count)]
+
+
+@pytest.mark.parametrize("chunk", [1000, 1 << 20], ids=["small-chunks", "one-chunk"])
+def test_json_lines_larger_than_a_document_are_streamed(tmp_path: Path, monkeypatch, chunk: int):
+    """Reverted, any file over MAX_FILE_BYTES was one "larger than" entry: every host in a big JSONL lost."""
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 64 * 1024)
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", chunk, raising=False)  # new constants: older code fails the assertions, not the set-up
+    lines = _compact_reports(40)
+    lines[7] = "not json"
+    lines[20] = '{"half": '
+    data = "\r\n".join(lines[:30]) + "\n\n" + "\n".join(lines[30:])  # CRLF, a blank line, no final newline
+    path = tmp_path / "big.jsonl"
+    path.write_text(data)
+    assert path.stat().st_size > fleet.MAX_FILE_BYTES
+    summary = fleet.summarize([str(path)]).to_dict()
+    assert_valid_fleet(summary)
+    assert summary["inputs"] == {"files": 1, "reports": 38, "malformed": 2}
+    assert [bad["source"] for bad in summary["malformed"]] == [f"{path}:8", f"{path}:21"]
+    sources = {entry["host"]: entry["source"] for entry in summary["not_ready"]}
+    for index in range(len(lines)):
+        host = f"h{index:03d}"
+        if host in sources:
+            assert sources[host] == f"{path}:{index + 1 if index < 30 else index + 2}"
+    assert sources, "some hosts are not ready"
+
+    from kvmready import cli
+
+    piped = cli_runner().invoke(cli.app, ["fleet", "summarize", "-", "--format", "json"], input=data)
+    assert piped.exit_code == 0
+    assert json.loads(piped.stdout)["inputs"] == {"files": 1, "reports": 38, "malformed": 2}
+
+
+@pytest.mark.parametrize("chunk", [4096, 1 << 20], ids=["dropped-while-read", "in-one-chunk"])
+def test_a_line_too_long_is_one_malformed_entry(tmp_path: Path, monkeypatch, chunk: int):
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 200 * 1024)
+    monkeypatch.setattr(fleet, "MAX_LINE_BYTES", 20 * 1024, raising=False)  # new constants: older code fails the assertions, not the set-up
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", chunk, raising=False)
+    lines = _compact_reports(12)
+    long_line = '{"padding": "' + "x" * 50_000 + '"}'
+    for name, middle in (("whole.jsonl", [long_line]), ("streamed.jsonl", [long_line] + _compact_reports(24))):
+        path = tmp_path / name
+        path.write_text("\n".join(lines[:3] + middle + lines[3:]) + "\n")
+        assert (path.stat().st_size > fleet.MAX_FILE_BYTES) == (name == "streamed.jsonl")
+        summary = fleet.summarize([str(path)])
+        assert (summary.reports, summary.malformed_count) == (len(lines) + len(middle) - 1, 1)
+        assert summary.malformed[0] == fleet.Malformed(f"{path}:4", "a line longer than 20480 bytes")
+    ending = tmp_path / "ends-long.jsonl"
+    ending.write_text("\n".join(lines) + "\n" + long_line)  # the last line, without a newline
+    summary = fleet.summarize([str(ending)])
+    assert (summary.reports, summary.malformed_count) == (len(lines), 1)
+
+
+def test_a_large_file_that_is_not_json_lines_is_one_entry(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(fleet, "MAX_FILE_BYTES", 4096)
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(report_json(every_report()["ready"]), indent=2))
+    (item,) = fleet.read_items(str(path))
+    assert isinstance(item, fleet.Malformed) and item.error.startswith("larger than 4096 bytes")
+
+
+def test_runs_of_lines_that_are_not_objects_are_counted_cheaply(tmp_path: Path, monkeypatch):
+    """Reverted, each line was json.loads'ed and became a Malformed of its own: one report and 16 MiB of `1`
+    lines took 25 s (bench/scale.py times the real size).  Here: each line is still counted, the list
+    holds one entry per run, and json.loads never sees a line that cannot be an object."""
+    monkeypatch.setattr(fleet, "CHUNK_BYTES", 64, raising=False)  # runs that cross chunks
+    good = json.dumps(report_json(every_report()["ready"], hostname="ok"))
+    path = tmp_path / "ones.jsonl"
+    path.write_text(f"{good}\n" + "1\n" * 500 + "  \n\n" + "[2]\n" * 10 + f"{good}\n" + "x\n" + f"{good}\n" + "\n1\n 1")
+    parsed = []
+    real_parse = fleet._parse_line
+
+    def parse_line(raw):
+        parsed.append(raw)
+        return real_parse(raw)
+
+    monkeypatch.setattr(fleet, "_parse_line", parse_line)
+    summary = fleet.summarize([str(path)])
+    assert (summary.reports, summary.malformed_count, summary.malformed_omitted) == (3, 513, 0)
+    assert list(summary.malformed) == [
+        fleet.Malformed(f"{path}:2-513", "510 lines that are not JSON objects", 510),
+        fleet.Malformed(f"{path}:515", "not a JSON object"),
+        fleet.Malformed(f"{path}:518-519", "2 lines that are not JSON objects", 2),
+    ]
+    assert parsed and {raw[:1] for raw in parsed} == {b"{"}  # the reports (and the look for a first one), never a `1`
+    document = summary.to_dict()
+    assert_valid_fleet(document)
+    assert document["inputs"]["malformed"] == 513 and document["malformed"][0]["inputs"] == 510
+    table = FleetTableRenderer().render(summary)
+    assert f"malformed (513):\n  {path}:2-513: 510 lines that are not JSON objects\n" in table
+
+
+def test_the_malformed_list_is_capped_by_entries_and_counts_every_input(monkeypatch):
+    monkeypatch.setattr(fleet, "MAX_MALFORMED_LISTED", 2)
+    runs = [fleet.Malformed("f:1-5", "5 lines that are not JSON objects", 5), fleet.Malformed("g", "empty"),
+            fleet.Malformed("h:2-4", "3 lines that are not JSON objects", 3)]
+    summary = fleet.Summary.of(3, (), runs)
+    assert (summary.malformed_count, len(summary.malformed), summary.malformed_omitted) == (9, 2, 3)
+    assert "… and 3 more, not listed" in FleetTableRenderer().render(summary)
 
 def test_stdin(tmp_path: Path):
     from kvmready import cli
@@ -231,6 +401,16 @@ def test_malformed_inputs_are_listed_not_fatal(tmp_path: Path):
     assert errors["fifo"] == "not a regular file"
     assert errors["missing.json"] == "no such file or directory"
 
+
+
+def test_check_entries_that_are_not_objects_are_skipped_on_purpose(tmp_path: Path):
+    """A report stands on its verdict: odd entries in its checks name no failing check and do not make it malformed."""
+    data = {"schema_version": 1, "verdict": "not_ready", "host": {"hostname": "odd"},
+            "checks": [1, "kvm.device", None, ["fail"], {"id": "kvm.device", "status": "fail"}, {"status": "fail"}]}
+    (tmp_path / "odd.json").write_text(json.dumps(data))
+    summary = summarize_json(tmp_path)
+    assert summary["inputs"] == {"files": 1, "reports": 1, "malformed": 0}
+    assert summary["failing_checks"] == [{"id": "kvm.device", "hosts": 1}]
 
 def test_no_readable_report_exits_2_and_still_prints(tmp_path: Path):
     (tmp_path / "bad.json").write_text("nope")
@@ -307,6 +487,17 @@ def test_table_when_all_is_well(tmp_path: Path):
     out = run_cli(["fleet", "summarize", str(tmp_path)]).stdout
     assert "every host is ready" in out and "no check failed on any host" in out and "malformed (" not in out
 
+
+
+def test_table_with_no_report_says_so(tmp_path: Path):
+    """Reverted, a summary of nothing said "every host is ready" (and "no check failed on any host")."""
+    (tmp_path / "bad.json").write_text("nope")
+    for paths in ([str(tmp_path / "bad.json")], [str(tmp_path / "missing")], [str(tmp_path / "empty-dir")]):
+        (tmp_path / "empty-dir").mkdir(exist_ok=True)
+        result = run_cli(["fleet", "summarize", *paths])
+        assert result.exit_code == 2  # as before: no readable report
+        assert "every host is ready" not in result.stdout and "no check failed" not in result.stdout
+        assert "no kvmready report was read" in result.stdout
 
 def test_output_file(tmp_path: Path):
     write_fleet(tmp_path / "r", names=("ready",))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from kvmready.fleet import Summary
 from kvmready.text import printable
@@ -49,6 +49,11 @@ def _render_table(summary: Summary, top: Optional[int]) -> str:
     for verdict, count in verdicts.items():
         lines.append(f"{_clean(verdict):<{width}}  {count:>6}  {_percent(count, hosts)}")
 
+    if not hosts:  # nothing to add up: "every host is ready" would be a claim about no host at all
+        lines += ["", "no kvmready report was read: nothing to summarize"]
+        _append_malformed(lines, summary)
+        return "\n".join(lines) + "\n"
+
     failing = summary.failing_checks(top)
     lines.append("")
     if failing:
@@ -70,7 +75,11 @@ def _render_table(summary: Summary, top: Optional[int]) -> str:
             lines.append(f"{_clean(entry.host):<{host_width}}  {_clean(entry.verdict):<{verdict_width}}  {_clean(reason)}")
     else:
         lines.append("every host is ready")
+    _append_malformed(lines, summary)
+    return "\n".join(lines) + "\n"
 
+
+def _append_malformed(lines: List[str], summary: Summary) -> None:
     if summary.malformed:
         lines.append("")
         lines.append(f"malformed ({summary.malformed_count}):")
@@ -78,4 +87,3 @@ def _render_table(summary: Summary, top: Optional[int]) -> str:
             lines.append(f"  {_clean(bad.source)}: {_clean(bad.error)}")
         if summary.malformed_omitted:
             lines.append(f"  … and {summary.malformed_omitted} more, not listed")
-    return "\n".join(lines) + "\n"
