@@ -15,12 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import FakeLiveSystem
 from helpers import check_of, cli_runner, fixture_root, run_cli
+from treebuilder import KVM_GID, char_node, kvm_node
 
 from kvmready import __version__
 from kvmready.checks import REGISTRY
 from kvmready.facts import Facts
 from kvmready.host import DirectoryHost
+from kvmready.kvmabi import KVM_DEVICE
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -69,6 +72,7 @@ def desktop_files(cpus: int = 4, vmx: bool = True) -> dict:
         "/sys/module/kvm_intel/parameters/unrestricted_guest": "Y\n",
         "/sys/module/kvm/parameters/enable_vmware_backdoor": "Y\n",
         "/etc/os-release": 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n',
+        "/sys/class/drm/renderD128/device/uevent": "DRIVER=i915\nPCI_CLASS=30000\n",
     }
     if not vmx:
         files["/proc/modules"] = "kvm 1388544 0 - Live 0x0\n"
@@ -87,8 +91,21 @@ def tree_factory(tmp_path):
     return make
 
 
+DEVICE_NODES = {KVM_DEVICE: kvm_node(), "/dev/net/tun": char_node(10, 200, 0o666, 0, 0),
+                "/dev/vhost-net": char_node(10, 238, 0o600, 0, 0)}
+
+
+class _TreeWithKvmDevice(DirectoryHost):
+    """The tree, plus the device nodes that a tree written by an unprivileged test cannot hold."""
+
+    def node(self, path: str):
+        return DEVICE_NODES[path] if path in DEVICE_NODES else super().node(path)
+
+
 def facts_of(root: Path):
-    return lambda: Facts(DirectoryHost(str(root)))
+    """The tree's facts with a working fake KVM, as on the machine itself: a tree alone proves no guest runs, so
+    its verdict is indeterminate (test_root_option_reads_the_tree_and_marks_it_offline shows that)."""
+    return lambda: Facts(_TreeWithKvmDevice(str(root)), live_system=FakeLiveSystem(groups=(1000, KVM_GID)), vm_dir="/vms")
 
 
 def check_json(root: Path, *extra: str):
@@ -255,7 +272,15 @@ def test_root_option_reads_the_tree_and_marks_it_offline(tree_factory):
     assert data["host"]["hostname"] == "desk"
     assert data["host"]["source"] == "root" and data["host"]["live"] is False
     assert check_of(data, "kvm.guest")["status"] == "skip"
-    assert data["waiting_on_upstream"] == ["vmware.kvm-support"] and result.exit_code == 1
+    # vmware.kvm-support fails (not ready, exit 1); the rest is not "ready in every other respect" either, as no
+    # guest ran: KVM is not decided on a tree.
+    assert data["verdict"] == "not_ready" and result.exit_code == 1
+    assert data["waiting_on_upstream"] == []
+    undecided = ["kvm.device", "kvm.access", "kvm.api", "kvm.create-vm", "kvm.guest"]
+    assert [check_of(data, check_id)["status"] for check_id in undecided] == ["skip"] * 5
+    offline = run_cli(["check", "--root", tree_factory(), "--skip", "vmware.kvm-support", "--format", "json"])
+    assert json.loads(offline.stdout)["verdict"] == "indeterminate" and offline.exit_code == 3
+    assert json.loads(offline.stdout)["reasons"] == [*undecided, "kvm.capabilities"]
 
 
 # -- selection ------------------------------------------------------------------------------------------------
@@ -376,7 +401,7 @@ def test_table_verdict_line_for_ready(tree_factory):
     result = run_cli(["check", *PREPARED], facts_factory=facts_of(tree_factory()))
     assert "READY for workstation (exit 0):" in result.stdout
     assert "every other respect" not in result.stdout
-    assert result.stdout.startswith(f"kvmready {__version__} · target workstation · desk (root)")
+    assert result.stdout.startswith(f"kvmready {__version__} · target workstation · desk (live)")
 
 
 # -- colour ---------------------------------------------------------------------------------------------

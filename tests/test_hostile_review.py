@@ -315,8 +315,9 @@ def test_a_selection_whose_every_check_skips_is_indeterminate_not_ready(tmp_path
     assert report["verdict"] == "indeterminate" and report["reasons"] == ["kvm.guest"]
     table = run_cli(["check", "--root", root, "--only", "kvm.guest"], env={"COLUMNS": "100"})
     assert "INDETERMINATE" in table.stdout and "Nothing was checked: every selected check skipped or could not run" in table.stdout
-    # One check that observed something is enough for a verdict.
-    assert run_cli(["check", "--root", root, "--only", "kvm.guest,kvm.module"]).exit_code == 0
+    # A required check that could not be observed keeps it undecided beside one that was; alone, the other decides.
+    assert run_cli(["check", "--root", root, "--only", "kvm.guest,kvm.module"]).exit_code == 3
+    assert run_cli(["check", "--root", root, "--only", "kvm.module"]).exit_code == 0
 
 
 # -- 5. terminal escapes never reach a human format raw; every format survives the hostile corpus ------

@@ -166,8 +166,9 @@ def _with_closed_reader(args: Sequence[str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
-    [(["--exit-zero"], 0), ([], 1), (["--format", "json", "--exit-zero"], 0), (["--skip", "vmware.kvm-support"], 0)],
-    ids=["exit-zero", "not-ready", "json-exit-zero", "ready"],
+    [(["--exit-zero"], 0), ([], 1), (["--format", "json", "--exit-zero"], 0), (["--skip", "vmware.kvm-support"], 3),
+     (["--only", "cpu"], 0)],
+    ids=["exit-zero", "not-ready", "json-exit-zero", "undecided", "ready"],
 )
 def test_an_early_reader_keeps_the_verdicts_exit_code(tree, extra, expected):
     """Reverted, typer turned the BrokenPipeError into exit 1, whatever the verdict (and --exit-zero) asked for."""

@@ -223,9 +223,10 @@ def test_pvm_host_cpu_virtualization_fails_for_workstation_and_warns_for_kvm():
 
 
 def test_pvm_host_verdicts_follow_its_readme():
-    # "target kvm: ready, with a warning ...; target workstation: not ready"
-    assert report(PVM, "kvm")["verdict"] == "ready_with_warnings"
-    assert report(PVM, "kvm")["exit_code"] == 0
+    # "from this tree alone ... target kvm is indeterminate ...; target workstation: not ready"
+    kvm = report(PVM, "kvm")
+    assert kvm["verdict"] == "indeterminate" and kvm["exit_code"] == 3
+    assert "kvm.guest" in kvm["reasons"]
     assert report(PVM, "workstation")["verdict"] == "not_ready"
     assert report(PVM, "workstation")["reasons"][0] == "cpu.virtualization"
 
@@ -552,7 +553,7 @@ def test_a_32_bit_kernel_with_lm_says_the_cpu_could_run_a_64_bit_one():
 HARDWARE_MMU = {
     "lkml2010-x86_64-core2-e6550": ("cpu_ept", False, "fail"),  # tpr_shadow vnmi flexpriority, no ept: Core 2 has no EPT
     "ubuntuforums-i686-core2-e8400": ("cpu_ept", False, "fail"),
-    "ansible-x86_64-8cpu": ("cpu_ept", True, "warn"),  # EPT; unrestricted guest not printed before 5.9
+    "ansible-x86_64-8cpu": ("cpu_ept", True, "warn"),  # EPT; unrestricted guest not printed before 5.6
     "virtwhat-aws-baremetal-x86": ("cpu_ept", True, "warn"),
     "ansible-x86_64-4cpu": ("cpu_npt", False, "fail"),  # K8 rev F: a kernel with vmmcall would print npt
     "lscpu-old-x86_64-hpdl585": ("cpu_npt", None, "warn"),  # Barcelona has RVI; this kernel names no SVM feature

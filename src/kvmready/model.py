@@ -106,6 +106,9 @@ class Outcome(NamedTuple):
     # A failure whose cause is that the world has not shipped something yet (no released kernel has
     # VMware's KVM support), not this host: see Report.waiting_on_upstream.
     waiting_on_upstream: bool = False
+    # A skip because what decides the check could not be observed here (a --root tree has no live KVM, no /dev),
+    # not because the check does not apply: a required one leaves the verdict `indeterminate`.
+    undecided: bool = False
 
 
 class CheckResult(NamedTuple):
@@ -120,6 +123,7 @@ class CheckResult(NamedTuple):
     evidence: Mapping[str, Any]
     rank: int = 0  # the check's place in the registry: the order a reader should see it in (not in the JSON)
     waiting_on_upstream: bool = False  # see Outcome
+    undecided: bool = False  # see Outcome
     # Seconds the check took in this run, the facts it was first to read included (not in the JSON: see Report).
     duration: float = 0.0
 
@@ -175,6 +179,16 @@ class Report(NamedTuple):
         for check in self.checks:
             counts[check.status.value] += 1
         return counts
+
+    @property
+    def undecided(self) -> Tuple[str, ...]:
+        """The required checks that could not be observed here (see Outcome.undecided), in reading order."""
+        return tuple(c.id for c in sorted(self.checks, key=lambda c: c.rank) if c.undecided and c.severity is Severity.REQUIRED)
+
+    @property
+    def observed_nothing(self) -> bool:
+        """No check passed, warned or failed: every one skipped or broke."""
+        return bool(self.checks) and all(c.status in (Status.SKIP, Status.ERROR) for c in self.checks)
 
     def check(self, check_id: str) -> CheckResult:
         for result in self.checks:

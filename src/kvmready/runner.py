@@ -92,6 +92,7 @@ def run_check(row: Row, facts: Facts, policy: Policy) -> CheckResult:
         evidence=evidence,
         rank=RANKS[spec.id],
         waiting_on_upstream=outcome.waiting_on_upstream and outcome.status is Status.FAIL,
+        undecided=outcome.undecided and outcome.status is Status.SKIP,
         duration=duration,
     )
 
@@ -99,7 +100,7 @@ def run_check(row: Row, facts: Facts, policy: Policy) -> CheckResult:
 def _outcome(row: Row, facts: Facts, policy: Policy) -> Outcome:
     try:
         if row.spec.live and facts.live is None:
-            return Outcome(Status.SKIP, f"needs the machine itself: {facts.offline_reason}")
+            return Outcome(Status.SKIP, f"needs the machine itself: {facts.offline_reason}", undecided=True)
         return row.spec.run(facts, policy)
     except Exception as error:  # a crashing probe is this check's error, never the run's
         return Outcome(
@@ -118,7 +119,7 @@ def verdict_of(results: Sequence[CheckResult]) -> Verdict:
     required = [r for r in results if r.severity is Severity.REQUIRED]
     if any(r.status is Status.FAIL for r in required):
         return Verdict.NOT_READY
-    if any(r.status is Status.ERROR for r in required) or _nothing_observed(results):
+    if any(r.status is Status.ERROR or r.undecided for r in required) or _nothing_observed(results):
         return Verdict.INDETERMINATE
     if any(r.is_warning for r in results):
         return Verdict.READY_WITH_WARNINGS
@@ -127,7 +128,7 @@ def verdict_of(results: Sequence[CheckResult]) -> Verdict:
 
 def _nothing_observed(results: Sequence[CheckResult]) -> bool:
     """No check passed, warned or failed: every one skipped (`--only kvm.guest` on a --root tree) or broke.
-    READY would claim what nobody looked at."""
+    READY would claim what nobody looked at.  (Report.observed_nothing says the same of a finished report.)"""
     return bool(results) and all(r.status in (Status.SKIP, Status.ERROR) for r in results)
 
 
@@ -138,7 +139,7 @@ def reasons_of(results: Sequence[CheckResult], verdict: Verdict) -> List[str]:
         decisive = [r for r in required if r.status is Status.FAIL]
         decisive += [r for r in required if r.status is Status.ERROR]
     elif verdict is Verdict.INDETERMINATE:
-        decisive = [r for r in required if r.status is Status.ERROR] or list(results)  # nothing was observed
+        decisive = [r for r in required if r.status is Status.ERROR or r.undecided] or list(results)  # nothing observed
     else:
         decisive = []
     decisive += [r for r in results if r.is_warning and r not in decisive]

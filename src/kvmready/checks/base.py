@@ -41,8 +41,9 @@ def failed(summary: str, remediation: Optional[str], evidence: Evidence = None, 
     return Outcome(Status.FAIL, summary, detail, remediation, dict(evidence or {}))
 
 
-def skipped(summary: str, evidence: Evidence = None, detail: str = "") -> Outcome:
-    return Outcome(Status.SKIP, summary, detail, None, dict(evidence or {}))
+def skipped(summary: str, evidence: Evidence = None, detail: str = "", *, undecided: bool = False) -> Outcome:
+    """Not applicable here; or, `undecided`, not observable here (see Outcome.undecided)."""
+    return Outcome(Status.SKIP, summary, detail, None, dict(evidence or {}), undecided=undecided)
 
 
 def errored(summary: str, evidence: Evidence = None, detail: str = "", remediation: Optional[str] = None) -> Outcome:

@@ -272,7 +272,7 @@ def check_hardware_mmu(facts: Facts, policy: Policy) -> Outcome:
     return skipped("no VT-x/AMD-V visible, so no EPT/NPT to check (see cpu.virtualization)")
 
 
-# Before Linux 5.9 printed a `vmx flags` line, the kernel named a few VMX features in the flags line itself
+# Before Linux 5.6 printed a `vmx flags` line, the kernel named a few VMX features in the flags line itself
 # (Linux-defined word 8 of arch/x86/include/asm/cpufeatures.h: tpr_shadow, vnmi, flexpriority, ept, vpid,
 # later ept_ad).  Where it names any of them, a missing `ept` means the CPU has no EPT.
 VMX_FEATURES_IN_FLAGS = ("tpr_shadow", "vnmi", "flexpriority", "vpid", "ept_ad")
@@ -322,11 +322,11 @@ def _intel_mmu(facts: Facts, policy: Policy) -> Outcome:
     if ept_param and ug_param:
         return passed("kvm_intel uses EPT and unrestricted guest", evidence)
     if hw_ept:
-        return warned(f"VT-x with EPT, shown by {basis}; cannot confirm unrestricted guest: kernels before 5.9 do not print it and "
+        return warned(f"VT-x with EPT, shown by {basis}; cannot confirm unrestricted guest: kernels before 5.6 do not print it and "
                       "kvm_intel's parameters are unreadable",
-                      "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.9+ that prints `vmx flags`.", evidence)
+                      "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.6+ that prints `vmx flags`.", evidence)
     return warned(f"cannot confirm EPT and unrestricted guest: {basis}, and kvm_intel's parameters are unreadable",
-                  "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.9+ that prints `vmx flags`.", evidence)
+                  "Load kvm_intel (`sudo modprobe kvm_intel`) or use a kernel 5.6+ that prints `vmx flags`.", evidence)
 
 
 def _intel_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], Optional[bool], str, List[str]]:
@@ -334,12 +334,12 @@ def _intel_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], Optional[bool], str, 
     features = cpu.vmx_features
     if features is not None:
         line = cpu.line("vmx flags") or ""
-        return "ept" in features, "unrestricted_guest" in features, "the `vmx flags` line (Linux 5.9+)", [line]
+        return "ept" in features, "unrestricted_guest" in features, "the `vmx flags` line (Linux 5.6+)", [line]
     flags = cpu.flags
     line = _flags_line(cpu) or ""
     shown = [name for name in VMX_FEATURES_IN_FLAGS + ("ept",) if name in flags]
     if "ept" in flags:
-        return True, None, "`ept` in the flags line, where kernels before 5.9 name VMX features", [line]
+        return True, None, "`ept` in the flags line, where kernels before 5.6 name VMX features", [line]
     if shown:
         return False, False, (f"the flags line naming VMX features ({', '.join(shown)}) but not `ept`, "
                               "which unrestricted guest needs"), [line]
@@ -387,6 +387,32 @@ def _amd_hardware(cpu: CpuInfo) -> Tuple[Optional[bool], str, List[str]]:
     return None, "this kernel names none of AMD's SVM features (npt, lbrv, svm_lock, nrip_save; older kernels did not)", [line] if line else []
 
 
+# Since Linux 5.6 the kernel clears the vmx flag when firmware left VT-x disabled (arch/x86/kernel/cpu/feat_ctl.c,
+# "x86/cpu: Clear VMX feature flag if VMX is not fully enabled", tip x86/cpu, January 2020); older kernels show
+# vmx whatever the firmware says.
+VMX_HIDDEN_SINCE = (5, 6, 0)
+
+
+def _vendor_module_initialised(facts: Facts) -> Optional[Outcome]:
+    """A pass when a vendor module evidently initialised, which it does not while firmware disables virtualization.
+
+    A loaded module proves it (its init refused otherwise).  A built-in one does not: /sys/module/<name> exists for
+    any built-in module with parameters, whether its init succeeded or not, so there /dev/kvm, which only a
+    successful init registers, must exist too.
+    """
+    device = facts.devices.get(KVM_DEVICE)
+    for name in HARDWARE_KVM_MODULES:
+        module = facts.modules.get(name)
+        if module is None:
+            continue
+        if not module.builtin:
+            return passed(f"{name} is loaded, and it refuses to load while firmware disables virtualization", {"module": module.to_dict()})
+        if device.present:
+            return passed(f"{name} is built in and {KVM_DEVICE} exists: its initialisation, which fails while firmware "
+                          "disables virtualization, succeeded", {"module": module.to_dict(), "kvm_device": True})
+    return None
+
+
 FEATURE_CONTROL_LOCK = 1 << 0
 FEATURE_CONTROL_VMX_OUTSIDE_SMX = 1 << 2
 VM_CR_LOCK = 1 << 3
@@ -404,11 +430,14 @@ def check_firmware(facts: Facts, policy: Policy) -> Outcome:
         return elsewhere
     if facts.hypervisor.paravirtual_xen:
         return skipped("a Xen PV guest: no firmware of its own, and VT-x is out of reach anyway (see cpu.virtualization)")
-    if cpu.vmx_cpus and cpu.vmx_cpus == cpu.flag_lines:
+    version = facts.kernel.version
+    # The `vmx flags` line came in the same series as the hiding: where it is printed, the kernel hides vmx too.
+    hides_vmx = (version is not None and version >= VMX_HIDDEN_SINCE) or cpu.vmx_features is not None
+    if cpu.vmx_cpus and cpu.vmx_cpus == cpu.flag_lines and hides_vmx:
         return passed("firmware leaves VT-x on: the kernel shows vmx on every CPU (it hides it when firmware disables VT-x)", cpu.evidence())
-    for module in HARDWARE_KVM_MODULES:
-        if facts.modules.has(module):
-            return passed(f"{module} is loaded, and it refuses to load while firmware disables virtualization", {"module": module})
+    initialised = _vendor_module_initialised(facts)
+    if initialised:
+        return initialised
     hypervisor = facts.hypervisor
     if hypervisor.is_guest:
         return skipped(
@@ -418,7 +447,11 @@ def check_firmware(facts: Facts, policy: Policy) -> Outcome:
         )
     live = facts.live
     if live is None:
-        return skipped(f"the MSR that tells needs the machine itself ({facts.offline_reason})")
+        shown = ""
+        if cpu.vmx_cpus:
+            kernel = "this kernel's release is unknown" if version is None else f"Linux {'.'.join(map(str, version[:2]))}"
+            shown = f"vmx is shown, but {kernel}, and kernels before 5.6 show it whatever the firmware says; "
+        return skipped(f"{shown}the MSR that tells needs the machine itself ({facts.offline_reason})", undecided=True)
     reading = live.msr
     if reading is None:
         return skipped(f"no firmware virtualization MSR is known for vendor {cpu.vendor!r}")
@@ -516,7 +549,7 @@ VIRTUALIZATION = CheckSpec(
 
 HARDWARE_MMU = CheckSpec(
     "cpu.hardware-mmu", "EPT/NPT and unrestricted guest", "cpu", check_hardware_mmu,
-    what="Intel EPT and unrestricted guest (the `vmx flags` line; before Linux 5.9 the VMX features in the flags line; "
+    what="Intel EPT and unrestricted guest (the `vmx flags` line; before Linux 5.6 the VMX features in the flags line; "
     "kvm_intel ept/unrestricted_guest) or AMD NPT (the npt flag beside the other SVM features, kvm_amd npt). A kernel too old "
     "to name these features cannot show their absence: that is unknown, not missing.",
     why="Without a hardware MMU guests fall back to shadow paging; modern Workstation releases require EPT/RVI, and VT-x without unrestricted guest cannot run real-mode guest code directly.",
@@ -527,7 +560,8 @@ HARDWARE_MMU = CheckSpec(
         "Documentation/admin-guide/kernel-parameters.txt: kvm-intel.ept, kvm-intel.unrestricted_guest (disabled"
         " by KVM when EPT is), kvm-amd.npt",
         "arch/x86/include/asm/cpufeatures.h (word 8, VMX/SVM features in the flags line) and vmxfeatures.h (the"
-        " `vmx flags` line from Linux 5.9)",
+        " `vmx flags` line from Linux 5.6: commit 14442a159cf4, \"x86/cpu: Print VMX flags in /proc/cpuinfo using"
+        " VMX_FEATURES_*\", in the same tip x86/cpu series, January 2020, as feat_ctl.c)",
     ),
 )
 

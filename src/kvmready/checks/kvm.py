@@ -72,7 +72,8 @@ def check_device(facts: Facts, policy: Policy) -> Outcome:
     found = node.node
     if found is None:
         if facts.dev_uncaptured:
-            return skipped("not captured: the tree has no /dev; kvm.module tells whether the kernel provides KVM", evidence)
+            return skipped("not captured: the tree has no /dev; kvm.module tells whether the kernel provides KVM", evidence,
+                           undecided=True)
         return failed(f"{KVM} does not exist", _missing_device_fix(facts), evidence)
     if not node.is_expected_char_device:
         kind = found.kind if found.kind != "char" else f"char {found.major}:{found.minor}"

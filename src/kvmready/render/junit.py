@@ -132,7 +132,10 @@ def _properties(parent: ET.Element, report: Report) -> None:
 
 def _verdict_case(parent: ET.Element, report: Report, klass: str) -> None:
     case = ET.SubElement(parent, "testcase", {"name": "verdict", "classname": klass, "time": seconds(0.0)})
-    message = "nothing was checked: every selected check skipped or could not run"
+    if report.observed_nothing:
+        message = "nothing was checked: every selected check skipped or could not run"
+    else:
+        message = f"not decided here: {', '.join(report.undecided)} could not be observed"
     element = ET.SubElement(case, "error", {"message": message, "type": report.verdict.value})
     element.text = xml_text(f"{message} ({', '.join(report.reasons)}); the verdict is {report.verdict.value}, exit {report.exit_code}")
 
@@ -164,8 +167,8 @@ def _render(report: Report) -> str:
             counts[kind] += 1
     cases = len(report.checks)
     if report.verdict is Verdict.INDETERMINATE and not counts["failure"] + counts["error"]:
-        # Nothing was observed (every check skipped or broke without deciding): the exit code is 3, and a JUnit
-        # consumer must see red too.
+        # Nothing was observed, or a required check could not be (a --root tree runs no guest): the exit code
+        # is 3, and a JUnit consumer must see red too.
         _verdict_case(suite, report, klass)
         counts["error"] += 1
         cases += 1

@@ -85,8 +85,12 @@ def _render(report: Report, width: int, color: bool) -> str:
         waiting = ", ".join(printable(check_id) for check_id in report.waiting_on_upstream)
         # one short line, so it stays one line at 80 columns: the fix-first list says how to gate on the rest
         console.print(Text(f"Ready in every other respect: {waiting} waits on upstream"), overflow="fold")
-    if report.checks and all(check.status in (Status.SKIP, Status.ERROR) for check in report.checks):
+    if report.observed_nothing:
         console.print("Nothing was checked: every selected check skipped or could not run (the reasons are above).")
+    elif report.verdict is Verdict.INDETERMINATE and report.undecided:
+        undecided = ", ".join(printable(check_id) for check_id in report.undecided)
+        console.print(Text(f"Not decided here: {undecided} could not be observed. Run kvmready on the machine itself, "
+                           "or check a `kvmready snapshot` of it."))
     _fix_first(console, report, width)
     # A blank heading row, a short wrapped line: CI logs are easier to read without trailing blanks.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
