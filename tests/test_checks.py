@@ -1464,3 +1464,42 @@ def test_treebuilder_writes_a_root_tree_that_reads_the_same(tmp_path):
     assert facts.dev_uncaptured  # git and write() hold no device nodes
     assert lockdown_text("integrity") == "none [integrity] confidentiality\n"
     assert parse_release(facts.kernel.release) == (6, 8, 0)
+
+
+# -- built-in vendor modules: /sys/module lists them whether or not they initialised ---------------------
+def test_both_vendor_modules_built_in_the_cpus_own_provides_kvm():
+    """A kernel with kvm_intel and kvm_amd built in lists both; on an AMD CPU kvm_amd is the one at work."""
+    tree = amd_desktop(modules=(), builtin=("kvm", "kvm_intel", "kvm_amd"),
+                       params={"kvm_amd": {"nested": "0", "npt": "1"}, "kvm_intel": {"nested": "Y"}})
+    module = run_check("kvm.module", tree)
+    assert module.status is Status.PASS and module.summary == "kvm_amd provides KVM, built into the kernel"
+    nested = run_check("kvm.nested", tree)
+    assert nested.status is Status.WARN and nested.summary.startswith("kvm_amd nested=0")
+    firmware = run_check("cpu.firmware", tree)
+    assert firmware.status is Status.PASS and firmware.summary.startswith("kvm_amd is built in and /dev/kvm exists")
+
+
+def test_a_built_in_vendor_module_without_dev_kvm_did_not_initialise():
+    """Firmware has VT-x off: the kernel hides vmx, kvm_intel's init fails, yet /sys/module/kvm_intel exists."""
+    tree = intel_desktop(vmx=False, modules=(), builtin=("kvm", "kvm_intel"), kvm_present=False)
+    module = run_check("kvm.module", tree)
+    assert module.status is Status.FAIL
+    assert module.summary == "kvm_intel is built into the kernel, but /dev/kvm does not exist: its initialisation failed"
+    virtualization = run_check("cpu.virtualization", tree)
+    assert virtualization.status is Status.FAIL and "filtered cpuinfo" not in virtualization.summary
+    assert "Intel Virtualization Technology" in virtualization.remediation
+    device = run_check("kvm.device", tree)
+    assert "mknod" not in device.remediation and "initialises, which it did not" in device.remediation
+
+
+def test_firmware_trusts_a_shown_vmx_only_on_kernels_that_hide_it():
+    """Before Linux 5.6 the kernel showed vmx whatever the firmware said (feat_ctl.c came in 5.6)."""
+    old = intel_desktop(vmx_flags=None, modules=(), kernel="5.4.0-99-generic")
+    result = run_check("cpu.firmware", old)
+    assert result.status is Status.SKIP and result.undecided
+    assert "kernels before 5.6 show it whatever the firmware says" in result.summary
+    new = intel_desktop(vmx_flags=None, modules=(), kernel="6.8.0-45-generic")
+    assert run_check("cpu.firmware", new).summary.startswith("firmware leaves VT-x on")
+    # The `vmx flags` line came with the hiding: it tells a 5.6+ kernel where the release is unknown.
+    unknown_release = intel_desktop(modules=()).without("/proc/sys/kernel/osrelease", "/proc/version")
+    assert run_check("cpu.firmware", unknown_release).status is Status.PASS

@@ -200,10 +200,10 @@ def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -
             evidence,
         )
     vendor = cpu.vendor
-    loaded = [name for name in HARDWARE_KVM_MODULES if modules.has(name)]
-    if loaded:
+    working = _vendor_module_initialised(facts)  # loaded, or built in beside /dev/kvm: VT-x/AMD-V is there
+    if working:
         return warned(
-            f"{loaded[0]} is loaded, which needs VT-x/AMD-V, yet /proc/cpuinfo shows neither vmx nor svm "
+            f"{facts.kvm_module} is working, which needs VT-x/AMD-V, yet /proc/cpuinfo shows neither vmx nor svm "
             "(a filtered cpuinfo, as some containers present)",
             "Nothing to fix if kvm.guest passes; otherwise read the host's real /proc/cpuinfo.",
             evidence,
@@ -400,16 +400,15 @@ def _vendor_module_initialised(facts: Facts) -> Optional[Outcome]:
     any built-in module with parameters, whether its init succeeded or not, so there /dev/kvm, which only a
     successful init registers, must exist too.
     """
-    device = facts.devices.get(KVM_DEVICE)
-    for name in HARDWARE_KVM_MODULES:
-        module = facts.modules.get(name)
-        if module is None:
-            continue
-        if not module.builtin:
-            return passed(f"{name} is loaded, and it refuses to load while firmware disables virtualization", {"module": module.to_dict()})
-        if device.present:
-            return passed(f"{name} is built in and {KVM_DEVICE} exists: its initialisation, which fails while firmware "
-                          "disables virtualization, succeeded", {"module": module.to_dict(), "kvm_device": True})
+    name = facts.kvm_module  # this CPU vendor's module: a kernel may build in the other one too
+    module = facts.modules.get(name) if name in HARDWARE_KVM_MODULES else None
+    if module is None:
+        return None
+    if not module.builtin:
+        return passed(f"{name} is loaded, and it refuses to load while firmware disables virtualization", {"module": module.to_dict()})
+    if facts.devices.get(KVM_DEVICE).present:
+        return passed(f"{name} is built in and {KVM_DEVICE} exists: its initialisation, which fails while firmware "
+                      "disables virtualization, succeeded", {"module": module.to_dict(), "kvm_device": True})
     return None
 
 

@@ -44,6 +44,17 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
                 "virtualization is off in firmware (see cpu.virtualization).",
                 evidence,
             )
+        device = facts.devices.get(KVM)
+        if module.builtin and provider in HARDWARE_KVM_MODULES and device.node is None and device.error is None \
+                and not facts.dev_uncaptured:
+            # /sys/module lists a built-in module whose initialisation failed too; only that init makes /dev/kvm.
+            evidence["kvm_device"] = False
+            return failed(
+                f"{provider} is built into the kernel, but {KVM} does not exist: its initialisation failed",
+                "See cpu.virtualization and cpu.firmware, and `sudo dmesg | grep -i kvm` for why (often VT-x/AMD-V "
+                "disabled in the firmware setup).",
+                evidence,
+            )
         return passed(f"{provider} provides KVM, {how}", evidence)
     if facts.arch.known_not_x86:
         return failed(
@@ -92,6 +103,13 @@ def _missing_device_fix(facts: Facts) -> str:
                                f"{advice.container_device(container.name)}; the host itself must have KVM")
     if facts.kvm_module is None:
         return f"Load the KVM module first (see kvm.module); it creates {KVM}."
+    module = facts.modules.get(facts.kvm_module)
+    if facts.kvm_module == "kvm" or (module is not None and module.builtin):
+        # kvm_init in the vendor module registers /dev/kvm: without the node, that initialisation failed (or no
+        # vendor module exists), and a node made by hand would lead nowhere.
+        return (f"{KVM} is made when {facts.kvm_module if facts.kvm_module != 'kvm' else 'kvm_intel or kvm_amd'} "
+                "initialises, which it did not: see cpu.virtualization and cpu.firmware, and `sudo dmesg | grep -i kvm` "
+                "for why (often VT-x/AMD-V disabled in the firmware setup).")
     return (
         f"The module is present but the node is not: recreate it with `sudo mknod {KVM} c 10 232` and fix its "
         "permissions, or check that udev runs (`sudo udevadm trigger --subsystem-match=misc`)."
@@ -106,7 +124,7 @@ def check_nested(facts: Facts, policy: Policy) -> Outcome:
             f"/sys/module ({table.sys_module_error}) both unreadable",
             {"sources": table.sources()},
         )
-    module = next((name for name in HARDWARE_KVM_MODULES if table.has(name)), None)
+    module = facts.kvm_module if facts.kvm_module in HARDWARE_KVM_MODULES else None
     if module is None:
         return skipped("no kvm_intel or kvm_amd here, so no nested parameter to read", {"kvm_module": facts.kvm_module})
     params = facts.module_params(module)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar
 
+from kvmready import cpuvendors
 from kvmready.facts import (
     accounts,
     container,
@@ -194,11 +195,18 @@ class Facts:
 
     @property
     def kvm_module(self) -> Optional[str]:
-        """The module that provides KVM: the vendor module if any, else `kvm` itself."""
+        """The module that provides KVM: the vendor module if any, else `kvm` itself.
+
+        A kernel may build in both kvm_intel and kvm_amd (/sys/module lists each, whatever the CPU): the one for
+        this CPU's vendor is the one that provides KVM; the other one's initialisation failed on this CPU.
+        """
         table = self.modules
-        for name in modules.KVM_VENDOR_MODULES:
-            if table.has(name):
-                return name
+        present = [name for name in modules.KVM_VENDOR_MODULES if table.has(name)]
+        own = cpuvendors.KVM_MODULE_FOR.get(cpuvendors.extension_of(getattr(self.cpu, "vendor", None)) or "")
+        if own:
+            present = [name for name in present if name == own or name not in modules.HARDWARE_KVM_MODULES]
+        if present:
+            return own if own in present else present[0]
         return "kvm" if table.has("kvm") else None
 
     # -- live facts -----------------------------------------------------------
