@@ -847,6 +847,14 @@ def test_backdoor_parameter_missing_says_this_kernel_has_no_switch():
     assert result.evidence["error"] == "no such parameter"
 
 
+def test_backdoor_parameter_unreadable_is_not_called_absent():
+    """Reverted, an unreadable parameter file passed as 'this kernel's KVM has no system-wide switch'."""
+    path = "/sys/module/kvm/parameters/enable_vmware_backdoor"
+    result = run_check("vmware.backdoor", intel_desktop(), errors={path: "Permission denied (EACCES)"})
+    assert result.status is Status.SKIP
+    assert result.summary == f"cannot read the system-wide VMware backdoor switch: {path}: Permission denied (EACCES)"
+
+
 def test_backdoor_skips_when_kvm_is_not_loaded():
     result = run_check("vmware.backdoor", intel_desktop(modules=("tun",), kvm_present=False))
     assert result.status is Status.SKIP
@@ -1125,15 +1133,20 @@ def test_hypervisor_arm64_guest_whose_kvm_evidence_is_unread_cannot_tell(unread,
     assert result.evidence["nested_exposed"] is None
 
 
-def test_hypervisor_arm64_without_sys_is_not_called_bare_metal():
-    """cpuinfo on arm64 rarely names a hypervisor; DMI, /sys/hypervisor and clocksources would, and a tree
-    without /sys has none of them: 'bare metal' there would be a guess."""
-    with_sys = run_check("host.hypervisor", aarch64_machine(dmi={}), KVM)
-    assert with_sys.status is Status.PASS and with_sys.summary == "no hypervisor found: this is bare metal"
-    result = run_check("host.hypervisor", aarch64_machine(dmi={}).without("/sys"), KVM)
+@pytest.mark.parametrize("machine", [aarch64_machine, intel_desktop])
+def test_hypervisor_without_dmi_or_a_device_tree_is_not_called_bare_metal(machine):
+    """cpuinfo is a weak witness (arm64 rarely names a hypervisor in it; older VirtualBox sets no hypervisor flag);
+    DMI or a device tree would name one, and without either 'bare metal' would be a guess."""
+    with_dmi = run_check("host.hypervisor", machine(), KVM)
+    assert with_dmi.status is Status.PASS and with_dmi.summary == "no hypervisor found: this is bare metal"
+    result = run_check("host.hypervisor", machine().without("/sys/class/dmi"), KVM)
     assert result.status is Status.WARN
-    assert "this tree has no /sys" in result.summary and "bare metal" not in result.summary
-    assert result.evidence["sysfs_seen"] is False
+    assert "neither DMI (/sys/class/dmi) nor a device tree" in result.summary and "bare metal" not in result.summary
+    assert result.evidence["platform_seen"] is False
+    # A VM is then a possibility the advice names too.
+    no_vmx = intel_desktop(vmx=False, modules=("kvm",), kvm_present=False).without("/sys/class/dmi")
+    virtualization = run_check("cpu.virtualization", no_vmx, WS)
+    assert "If this is a VM (host.hypervisor could not tell)" in virtualization.remediation
 
 
 def test_hypervisor_of_an_unknown_architecture_is_not_bare_metal():

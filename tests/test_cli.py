@@ -73,6 +73,8 @@ def desktop_files(cpus: int = 4, vmx: bool = True) -> dict:
         "/sys/module/kvm/parameters/enable_vmware_backdoor": "Y\n",
         "/etc/os-release": 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n',
         "/sys/class/drm/renderD128/device/uevent": "DRIVER=i915\nPCI_CLASS=30000\n",
+        "/sys/class/dmi/id/sys_vendor": "Dell Inc.\n",  # the platform's word that this is no VM
+        "/sys/class/dmi/id/product_name": "OptiPlex 7090\n",
     }
     if not vmx:
         files["/proc/modules"] = "kvm 1388544 0 - Live 0x0\n"

@@ -208,16 +208,20 @@ def _missing_extension(facts: Facts, policy: Policy, evidence: Dict[str, Any]) -
             "Nothing to fix if kvm.guest passes; otherwise read the host's real /proc/cpuinfo.",
             evidence,
         )
+    # Where nothing shows whether this is a VM (no DMI or device tree read), the fix may be the outer hypervisor's.
+    maybe_vm = "" if hypervisor.platform_seen else (
+        " If this is a VM (host.hypervisor could not tell), expose VT-x/AMD-V from the outer hypervisor instead.")
     if cpuvendors.extension_of(vendor) == cpuvendors.VMX:
         return failed(
             "no VT-x (vmx) in /proc/cpuinfo: the CPU lacks it, or firmware disabled it and the kernel hides the flag",
-            advice.INTEL_FIRMWARE + " `sudo kvmready check --only cpu.firmware` reads IA32_FEATURE_CONTROL to tell which.",
+            advice.INTEL_FIRMWARE + " `sudo kvmready check --only cpu.firmware` reads IA32_FEATURE_CONTROL to tell which."
+            + maybe_vm,
             evidence,
         )
     if cpuvendors.extension_of(vendor) == cpuvendors.SVM:
         return failed(
             "no AMD-V (svm) in /proc/cpuinfo: the CPU lacks it or firmware disabled SVM",
-            advice.AMD_FIRMWARE,
+            advice.AMD_FIRMWARE + maybe_vm,
             evidence,
         )
     return failed(

@@ -123,11 +123,12 @@ def _no_hypervisor_found(facts: Facts, info: HypervisorInfo, evidence: Dict[str,
             "Read /proc/sysinfo on the machine.",
             evidence,
         )
-    shown_bare = any(clue.suggests is None for clue in info.clues)  # PowerNV, EC2 metal: evidence of no hypervisor
-    if not arch.is_x86 and not info.sysfs_seen and not shown_bare:
+    if not info.platform_seen and not info.bare_metal_shown:
+        # cpuinfo is a weak witness: off x86 it rarely names a hypervisor, and not every x86 hypervisor sets the
+        # hypervisor flag (older VirtualBox does not); the platform's own description (DMI, device tree) would.
         return warned(
-            f"no hypervisor found, but on {arch.label} cpuinfo rarely shows one, and this tree has no /sys, where DMI, "
-            "/sys/hypervisor and the clocksource would: this may still be a VM",
+            "no hypervisor found, but neither DMI (/sys/class/dmi) nor a device tree (/proc/device-tree) could be read, "
+            "where a VM's platform names its hypervisor: this may still be a VM",
             "Run kvmready on the machine itself, or capture it with `kvmready snapshot`.",
             evidence,
         )

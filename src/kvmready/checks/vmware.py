@@ -148,6 +148,9 @@ def check_backdoor(facts: Facts, policy: Policy) -> Outcome:
             return skipped("cannot tell whether KVM is loaded and how its VMware backdoor is set: no module list could be read", evidence)
         if not facts.modules.has("kvm"):
             return skipped("KVM is not loaded, so its VMware backdoor switch cannot be read (see kvm.module)", evidence)
+        read_error = params.errors.get(BACKDOOR_PARAM)
+        if read_error and "ENOENT" not in read_error:  # the parameter is there, but this user may not read it
+            return skipped(f"cannot read the system-wide VMware backdoor switch: {path}: {reason}", evidence, detail=context)
         return passed(f"this kernel's KVM has no system-wide VMware backdoor switch ({path}: {reason})", evidence, detail=context)
     state = "on for every VM" if params.flag(BACKDOOR_PARAM) else "off"
     return passed(f"kvm.{BACKDOOR_PARAM}={value}: the legacy system-wide VMware backdoor is {state}", evidence,

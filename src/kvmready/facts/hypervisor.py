@@ -148,7 +148,8 @@ class HypervisorInfo(NamedTuple):
     xen_guest_type: Optional[str] = None  # "PV", "HVM" or "PVH" under Xen
     xen_guest_type_source: Optional[str] = None
     vendor: Optional[str] = None  # who provides the VM (amazon, google, nutanix ...), when a clue names it
-    sysfs_seen: bool = True  # False: the tree has no /sys, where DMI, /sys/hypervisor and clocksources live
+    # False: neither DMI nor a device tree could be listed, where a VM's platform names its hypervisor
+    platform_seen: bool = True
 
     @property
     def paravirtual_xen(self) -> bool:
@@ -159,6 +160,12 @@ class HypervisorInfo(NamedTuple):
     def is_guest(self) -> bool:
         return self.name is not None
 
+    @property
+    def bare_metal_shown(self) -> bool:
+        """Positive evidence of no hypervisor (an EC2 .metal DMI, a PowerNV platform line); a clocksource of tsc is
+        not, as VMs use it too."""
+        return any(clue.suggests is None and clue.source != CLOCKSOURCE for clue in self.clues)
+
     def evidence(self) -> Dict[str, Any]:
         data: Dict[str, Any] = {"hypervisor": self.name, "vendor": self.vendor, "clues": [clue.to_dict() for clue in self.clues]}
         if self.xen_role:
@@ -168,8 +175,8 @@ class HypervisorInfo(NamedTuple):
             data["xen_guest_type_source"] = self.xen_guest_type_source
         if self.unreadable:
             data["unreadable"] = list(self.unreadable)
-        if not self.sysfs_seen:
-            data["sysfs_seen"] = False
+        if not self.platform_seen:
+            data["platform_seen"] = False
         return data
 
 
@@ -212,8 +219,8 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     name = _decide(clues)
     vendor = _vendor(clues, name)
     guest_type, guest_type_source = _xen_guest_type(read, clues) if name == "xen" and xen_role != "dom0" else (None, None)
-    sysfs_seen = listing("/sys") is not None
-    return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source, vendor, sysfs_seen)
+    platform_seen = listing(DMI_DIR) is not None or listing(DEVICE_TREE) is not None
+    return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source, vendor, platform_seen)
 
 
 def _xen_guest_type(read: Reader, clues: List[Clue]) -> Tuple[Optional[str], Optional[str]]:
