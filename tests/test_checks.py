@@ -1390,12 +1390,37 @@ def test_render_node_offline_tree_without_dev_reads_sysfs():
 
 
 # --- security.secure-boot / security.lockdown ---------------------------------------------------------------------------
-def test_secure_boot_on_warns_with_mokutil_steps():
-    result = run_check("security.secure-boot", intel_desktop(secure_boot=True))
+def test_secure_boot_on_with_lockdown_warns_with_mokutil_steps():
+    result = run_check("security.secure-boot", intel_desktop(secure_boot=True, lockdown="integrity"))
     assert result.status is Status.WARN
-    assert "Secure Boot is on" in result.summary and "Key was rejected" in result.summary
-    assert "mokutil --import" in result.remediation and "sign-file" in result.remediation
+    assert result.summary.startswith("UEFI Secure Boot is on, and this kernel refuses unsigned modules (lockdown 'integrity')")
+    assert "Key was rejected" in result.summary
+    assert "mokutil --import" in result.remediation and "/lib/modules/$(uname -r)/build/scripts/sign-file" in result.remediation
     assert result.evidence["secure_boot"] is True
+
+
+def test_secure_boot_alone_does_not_refuse_unsigned_modules():
+    """Reverted, Secure Boot on meant 'the kernel refuses unsigned modules' even where neither lockdown nor
+    module.sig_enforce was on (an upstream kernel loads them, tainted)."""
+    result = run_check("security.secure-boot", intel_desktop(secure_boot=True, lockdown="none"))
+    assert result.status is Status.PASS
+    assert "neither locks down nor enforces module signatures" in result.summary
+
+
+def test_secure_boot_off_with_enforced_signatures_still_warns():
+    """Reverted, `module.sig_enforce=1` with Secure Boot off read 'out-of-tree modules load unsigned'."""
+    tree = intel_desktop(secure_boot=False).with_files({"/sys/module/module/parameters/sig_enforce": "Y\n"})
+    result = run_check("security.secure-boot", tree)
+    assert result.status is Status.WARN and "(module.sig_enforce)" in result.summary
+
+
+def test_lockdown_from_the_command_line_says_to_remove_it():
+    """Reverted, lockdown=integrity on the command line (Secure Boot off) was told to turn Secure Boot off."""
+    tree = intel_desktop(secure_boot=False, lockdown="integrity", cmdline="root=/dev/sda1 ro lockdown=integrity")
+    result = run_check("security.lockdown", tree)
+    assert result.status is Status.WARN
+    assert "`lockdown=integrity` on the kernel command line" in result.remediation
+    assert "Secure Boot off" not in result.remediation
 
 
 def test_secure_boot_off_passes():
@@ -1407,7 +1432,7 @@ def test_secure_boot_off_passes():
 def test_secure_boot_legacy_bios_passes():
     result = run_check("security.secure-boot", intel_desktop(uefi=False))
     assert result.status is Status.PASS
-    assert "legacy BIOS" in result.summary
+    assert result.summary == "no /sys/firmware/efi: the kernel did not boot through UEFI, so no Secure Boot"
 
 
 def test_secure_boot_not_captured_skips():

@@ -257,6 +257,7 @@ def x86_machine(
         "/proc/sys/kernel/hostname": hostname + "\n",
         "/proc/version": f"Linux version {kernel} (buildd@lcy02) (gcc 13.2.0) #1 SMP PREEMPT_DYNAMIC\n",
         "/proc/cmdline": cmdline + "\n",
+        "/sys/module/module/parameters/sig_enforce": "N\n",  # a distribution kernel: signatures checked, not enforced
         "/etc/os-release": os_release(os[0], os[1], os_name, os_like),
         "/etc/group": group if group is not None else etc_group(),
         "/sys/devices/system/clocksource/clocksource0/current_clocksource": clocksource + "\n",
