@@ -507,6 +507,31 @@ def test_kernel_version_below_minimum_says_what_the_minimum_brings():
     assert "5.10.0 or newer" in result.remediation
 
 
+RHEL8 = "4.18.0-513.5.1.el8_9.x86_64"
+
+
+@pytest.mark.parametrize(("capabilities", "status", "words"), [
+    ({"KVM_CAP_X86_USER_SPACE_MSR": 1, "KVM_CAP_XSAVE2": 4096}, Status.PASS, "answers live: the feature is backported"),
+    ({"KVM_CAP_X86_USER_SPACE_MSR": 1, "KVM_CAP_XSAVE2": 0}, Status.WARN, "but not KVM_CAP_XSAVE2"),
+    ({"KVM_CAP_X86_USER_SPACE_MSR": 0}, Status.FAIL, "older than 5.10.0"),
+])
+def test_kernel_version_below_the_minimum_with_the_capability_live_is_a_backport(capabilities, status, words):
+    """Reverted, RHEL 8's 4.18 failed 'older than 5.10' while kvm.capabilities showed KVM_CAP_X86_USER_SPACE_MSR."""
+    tree = intel_desktop(kernel=RHEL8, os=("rhel", "8.9"))
+    live = FakeLiveSystem(FakeKvmBackend(capabilities=capabilities))
+    result = run_check("kernel.version", tree, WS, live=live)
+    assert result.status is status and words in result.summary
+
+
+def test_kernel_version_of_a_backporting_distribution_offline_is_undecided():
+    """Offline, a RHEL kernel's number does not tell its KVM features: undecided, not failed."""
+    result = run_check("kernel.version", intel_desktop(kernel=RHEL8, os=("rhel", "8.9")), WS)
+    assert result.status is Status.SKIP and result.undecided
+    assert "rhel kernels carry backported KVM features" in result.summary
+    # Other distributions number their kernels as upstream does: the number decides.
+    assert run_check("kernel.version", intel_desktop(kernel="5.4.0-150-generic"), WS).status is Status.FAIL
+
+
 def test_kernel_version_garbage_release_is_an_error():
     result = run_check("kernel.version", intel_desktop(kernel="garbage-kernel"))
     assert result.status is Status.ERROR

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakes import FakeLiveSystem
+from fakes import FakeKvmBackend, FakeLiveSystem
 from helpers import check_of, cli_runner, fixture_root, run_cli
 from treebuilder import KVM_GID, char_node, kvm_node
 
@@ -104,10 +104,11 @@ class _TreeWithKvmDevice(DirectoryHost):
         return DEVICE_NODES[path] if path in DEVICE_NODES else super().node(path)
 
 
-def facts_of(root: Path):
+def facts_of(root: Path, **capabilities: int):
     """The tree's facts with a working fake KVM, as on the machine itself: a tree alone proves no guest runs, so
     its verdict is indeterminate (test_root_option_reads_the_tree_and_marks_it_offline shows that)."""
-    return lambda: Facts(_TreeWithKvmDevice(str(root)), live_system=FakeLiveSystem(groups=(1000, KVM_GID)), vm_dir="/vms")
+    live = FakeLiveSystem(FakeKvmBackend(capabilities=capabilities), groups=(1000, KVM_GID))
+    return lambda: Facts(_TreeWithKvmDevice(str(root)), live_system=live, vm_dir="/vms")
 
 
 def check_json(root: Path, *extra: str):
@@ -206,7 +207,8 @@ def test_unreadable_cpuinfo_exits_3(tree_factory):
 
 def test_a_required_error_beside_a_failure_is_still_not_ready(tree_factory):
     root = tree_factory(files={"/proc/meminfo": None, "/proc/sys/kernel/osrelease": "4.19.0\n"})
-    result, data = check_json(root)
+    result = run_cli(["check", "--format", "json"], facts_factory=facts_of(root, KVM_CAP_X86_USER_SPACE_MSR=0))
+    data = json.loads(result.stdout)
     assert check_of(data, "resources.memory")["status"] == "error"
     assert check_of(data, "kernel.version")["status"] == "fail"
     assert data["verdict"] == "not_ready" and result.exit_code == 1

@@ -5,7 +5,7 @@ thresholds (here), never the probes.  Every number a check compares against
 lives in `THRESHOLDS`, with where it comes from.
 """
 
-from typing import Dict, Mapping, NamedTuple
+from typing import Dict, Mapping, NamedTuple, Optional
 
 from kvmready.model import Target, Version
 
@@ -37,6 +37,10 @@ class Policy(NamedTuple):
     disk_source: str
     # capability name -> why this target needs it; checked by kvm.capabilities
     required_capabilities: Mapping[str, str]
+    # The capability each kernel threshold stands for: where KVM answers it live, a kernel below the threshold has
+    # it backported (RHEL 8's 4.18 has KVM_CAP_X86_USER_SPACE_MSR), and the version alone must not fail it.
+    min_kernel_capability: Optional[str] = None
+    recommended_kernel_capability: Optional[str] = None
 
 
 _COMMON_CAPABILITIES = {
@@ -74,6 +78,8 @@ THRESHOLDS: Dict[Target, Policy] = {
             "KVM_CAP_X86_USER_SPACE_MSR": "VMware-specific MSRs handled in user space",
             "KVM_CAP_IMMEDIATE_EXIT": "interrupting a running vCPU without signals races",
         },
+        min_kernel_capability="KVM_CAP_X86_USER_SPACE_MSR",
+        recommended_kernel_capability="KVM_CAP_XSAVE2",
     ),
     Target.KVM: Policy(
         target=Target.KVM,
