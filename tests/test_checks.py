@@ -940,6 +940,32 @@ def test_virtualbox_7_2_10_beside_kvm_holding_vtx_is_warned_off_the_override():
     assert "Do not add enable_virt_at_load=0" in result.remediation
 
 
+@pytest.mark.parametrize("virt_at_load", ["Y", "N"])
+def test_virtualbox_7_2_10_and_later_on_linux_6_12_itself_still_need_the_override(virt_at_load):
+    """void-packages #61332: 7.2.14 works on 6.18, 7.0 and 7.1 but on 6.12 only with enable_virt_at_load=0.
+    Reverted, 6.12 with the override was told to remove it, and without it warned off adding it."""
+    result = run_check("conflicts.virtualbox", vbox_host(kernel="6.12.48-1-lts", version="7.2.14 r172000",
+                                                         virt_at_load=virt_at_load))
+    assert result.evidence["linux_6_12_exception"] is True
+    assert "remove `enable_virt_at_load=0`" not in (result.remediation or "")
+    if virt_at_load == "Y":
+        assert "on Linux 6.12 itself even VirtualBox 7.2.10 and later cannot start VMs" in result.summary
+        assert "options kvm enable_virt_at_load=0" in result.remediation
+
+
+def test_virtualbox_between_the_known_releases_says_so():
+    """Reverted, 7.2.9 (read) was 'its release, which kvmready could not read'."""
+    result = run_check("conflicts.virtualbox", vbox_host(version="7.2.9 r171000"))
+    assert "7.2.9 lies between the releases known to need the override (up to 7.2.8)" in result.summary
+    assert "could not read" not in result.summary
+
+
+def test_virtualbox_without_kvm_competes_with_nothing():
+    """Reverted, VirtualBox without any KVM module was 'loaded beside KVM ... (KVM with EBUSY)'."""
+    result = run_check("conflicts.virtualbox", vbox_host(modules=VBOX, virt_at_load=None))
+    assert result.status is Status.PASS and "KVM is not, so they compete with nothing now" in result.summary
+
+
 def test_virtualbox_versions_compare_as_versions_not_strings():
     """7.2.10 is newer than 7.2.8 (as strings it sorts before it); 7.10 newer than 7.2."""
     from kvmready.checks.conflicts import vbox_release

@@ -71,6 +71,10 @@ def _unknown_modules(facts: Facts) -> Optional[Outcome]:
 # virtualbox-kvm-autodisable.conf (VirtualBox/virtualbox #141).
 VBOX_NEEDS_OVERRIDE_UP_TO = "7.2.8"
 VBOX_BROKEN_BY_OVERRIDE_FROM = "7.2.10"
+# Except on Linux 6.12 itself: there 7.2.10 and later still need the override (void-linux/void-packages #61332,
+# VirtualBox 7.2.14 tested on 6.12, 6.18, 7.0 and 7.1, July 2026: "On linux-6.12 it does NOT work and requires
+# `options kvm enable_virt_at_load=0`. However, every other kernel does not need this parameter.").
+VBOX_OVERRIDE_STILL_NEEDED_ON = (6, 12)
 VBOX_VERSION_FILE = "/sys/module/vboxdrv/version"
 _VERSION_PREFIX = r"\d+(?:\.\d+){1,3}"
 
@@ -111,8 +115,15 @@ def check_virtualbox(facts: Facts, policy: Policy) -> Outcome:
     from packaging.version import Version
 
     shown = f"VirtualBox {raw}" if raw else "VirtualBox (version unknown)"
+    if facts.kvm_module is None:  # nothing competes for VT-x/AMD-V: the KVM module is absent (see kvm.module)
+        return passed(f"{shown} drivers ({', '.join(drivers)}) are loaded and KVM is not, so they compete with nothing "
+                      "now (see kvm.module; once KVM loads, this check tells what VirtualBox needs from it)", evidence)
     needs_override = release is not None and release <= Version(VBOX_NEEDS_OVERRIDE_UP_TO)
     broken_by_override = release is not None and release >= Version(VBOX_BROKEN_BY_OVERRIDE_FROM)
+    if broken_by_override and (facts.kernel.version or ())[:2] == VBOX_OVERRIDE_STILL_NEEDED_ON:
+        # The 6.12 exception (see VBOX_OVERRIDE_STILL_NEEDED_ON): these releases need the override there.
+        needs_override, broken_by_override = True, False
+        evidence["linux_6_12_exception"] = True
     override_set = parse_bool(state["enable_virt_at_load"]) is False
     if broken_by_override and override_set:
         return warned(
@@ -130,16 +141,21 @@ def check_virtualbox(facts: Facts, policy: Policy) -> Outcome:
                 evidence,
             )
         if needs_override:
+            which = (f"on Linux 6.12 itself even VirtualBox {VBOX_BROKEN_BY_OVERRIDE_FROM} and later" if evidence.get("linux_6_12_exception")
+                     else f"VirtualBox up to {VBOX_NEEDS_OVERRIDE_UP_TO}")
             return warned(
-                f"{shown} runs beside KVM, which holds VT-x/AMD-V from load time (Linux 6.12+): VirtualBox up to "
-                f"{VBOX_NEEDS_OVERRIDE_UP_TO} cannot start VMs then (VERR_VMX_IN_VMX_ROOT_MODE / VERR_SVM_IN_USE)",
+                f"{shown} runs beside KVM, which holds VT-x/AMD-V from load time (Linux 6.12+): {which} "
+                "cannot start VMs then (VERR_VMX_IN_VMX_ROOT_MODE / VERR_SVM_IN_USE)",
                 advice_sentence(f"Let KVM take VT-x/AMD-V only while a KVM VM runs: {OVERRIDE_ON}; or unload kvm_intel/kvm_amd "
                                 f"while you use VirtualBox. {NOT_AT_ONCE}"),
                 evidence,
             )
+        release_known = (f", and {release} lies between the releases known to need the override (up to "
+                         f"{VBOX_NEEDS_OVERRIDE_UP_TO}) and to break with it (from {VBOX_BROKEN_BY_OVERRIDE_FROM})"
+                         if release is not None else ", which kvmready could not read")
         return warned(
             f"{shown} runs beside KVM, which holds VT-x/AMD-V from load time (Linux 6.12+): what VirtualBox needs depends "
-            f"on its release, which kvmready could not read",
+            f"on its release{release_known}",
             f"If VirtualBox is {VBOX_NEEDS_OVERRIDE_UP_TO} or older: {OVERRIDE_ON}. If it is {VBOX_BROKEN_BY_OVERRIDE_FROM} "
             f"or newer: leave enable_virt_at_load at Y ({OVERRIDE_OFF} where set). {NOT_AT_ONCE}",
             evidence,
@@ -190,14 +206,18 @@ VIRTUALBOX = CheckSpec(
     what="vboxdrv, vboxnetflt, vboxnetadp, vboxpci loaded, VirtualBox's release (/sys/module/vboxdrv/version), "
     "kvm.enable_virt_at_load (Linux 6.12+) and a KVM_CREATE_VM that returned EBUSY.",
     why="VirtualBox and KVM cannot both run VMs at once. Since 6.12 KVM holds VT-x/AMD-V from module load: VirtualBox up "
-    "to 7.2.8 then fails unless enable_virt_at_load=0, and VirtualBox 7.2.10 and later fail with that override.",
-    fix="VirtualBox up to 7.2.8: `options kvm enable_virt_at_load=0`; 7.2.10 and later: remove that override.",
+    "to 7.2.8 then fails unless enable_virt_at_load=0, and VirtualBox 7.2.10 and later fail with that override (except on "
+    "Linux 6.12 itself, where they still need it).",
+    fix="VirtualBox up to 7.2.8 (and any release on Linux 6.12): `options kvm enable_virt_at_load=0`; 7.2.10 and later "
+    "elsewhere: remove that override.",
     sources=(
         "VirtualBox GitHub tracker (VirtualBox/virtualbox) issues 711 and 713: 7.2.10 needs KVM absent or "
         "enable_virt_at_load=1 (VERR_SVM_HOST_SVME_NOT_ENABLED with the override)",
         "NixOS/nixpkgs #363887 (VERR_VMX_IN_VMX_ROOT_MODE), void-packages #53855 and VirtualBox/virtualbox #81 "
         "(VERR_SVM_IN_USE); Debian's virtualbox-kvm-autodisable.conf (VirtualBox/virtualbox #141)",
         "Linux 6.12 commit b4886fab6fb6 \"KVM: Add a module param to allow enabling virtualization when KVM is loaded\"",
+        "void-linux/void-packages #61332 (VirtualBox 7.2.14, July 2026): tested on Linux 6.18, 7.0 and 7.1 without the "
+        "override, and on 6.12, which still needs `options kvm enable_virt_at_load=0`",
     ),
 )
 
