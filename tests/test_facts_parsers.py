@@ -6,6 +6,8 @@ test shows exactly which file content leads to which fact.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kvmready import cpuvendors
@@ -257,6 +259,28 @@ def test_arch_unknown_sysctl_value_falls_through_to_cpuinfo():
     arch = kernel.detect_arch(MemoryHost({"/proc/sys/kernel/arch": b"banana\n"}), S390_LAYOUT, None)
     assert (arch.name, arch.source) == ("s390x", "/proc/cpuinfo (format)")
     assert arch.clues[0].used is False
+
+
+class _LiveMemoryHost(MemoryHost):
+    """A memory host that says it is the machine itself, so detect_arch asks uname(2) (patched by the test)."""
+
+    live = True
+
+
+I686_LAYOUT = cpuinfo.CpuArch("x86", 32, "i686", ("fdiv_bug\t: no",), "32-bit only keys")
+
+
+@pytest.mark.parametrize(("layout", "expected"), [(X86_64_LAYOUT, ("x86_64", "/proc/cpuinfo (format)", 64)),
+                                                   (I686_LAYOUT, ("i686", "uname(2)", 32)),
+                                                   (None, ("i686", "uname(2)", 32))])
+def test_arch_uname_under_a_32_bit_personality_loses_to_the_cpuinfo_layout(monkeypatch, layout, expected):
+    """`setarch i686` (a 32-bit build chroot) makes uname(2) say i686 on a 64-bit kernel; without
+    /proc/sys/kernel/arch (RHEL 9's 5.14 has none) and a release suffix, kvmready called the kernel 32-bit."""
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "box", "6.8.0-45-generic", "#1", "i686")))
+    arch = kernel.detect_arch(_LiveMemoryHost({}), layout, "6.8.0-45-generic")
+    assert (arch.name, arch.source, arch.bits) == expected
+    uname = next(clue for clue in arch.clues if clue.source == "uname(2)")
+    assert uname.used is (expected[1] == "uname(2)")
 
 
 def test_arch_cpuinfo_family_wins_over_a_contradicting_release_suffix():

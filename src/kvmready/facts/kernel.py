@@ -235,7 +235,7 @@ def detect_arch(
     """
     clues: List[ArchClue] = []
     cpu_family = cpu.family if cpu is not None else None
-    named = _named(host, release, cpu_family, clues)
+    named = _named(host, release, cpu_family, clues, cpu.bits if cpu is not None else None)
     if named is not None:
         return named
     family = cpu_family
@@ -261,7 +261,8 @@ def detect_arch(
     return ArchInfo(machine, source, None, family, bits, tuple(clues))
 
 
-def _named(host: Host, release: Optional[str], cpu_family: Optional[str], clues: List[ArchClue]) -> Optional[ArchInfo]:
+def _named(host: Host, release: Optional[str], cpu_family: Optional[str], clues: List[ArchClue],
+           cpu_bits: Optional[int] = None) -> Optional[ArchInfo]:
     """The kernel's own machine name: /proc/sys/kernel/arch, the release's suffix, uname(2) when live."""
     try:
         raw = host.read_value(ARCH_SYSCTL)
@@ -289,10 +290,15 @@ def _named(host: Host, release: Optional[str], cpu_family: Optional[str], clues:
 
         name = normalise_arch(os.uname().machine)
         facts = machine_facts(name)
+        # A 32-bit personality (linux32, setarch i686: 32-bit build chroots) makes uname(2) say i686 on a 64-bit
+        # kernel; the cpuinfo layout, which the kernel prints whatever the personality, wins where they differ.
+        agrees = facts is not None and (cpu_family, cpu_bits) in ((None, None), (facts[0], None), (facts[0], facts[1]))
         clues.append(ArchClue("uname(2)", (name,), facts[0] if facts else None, facts[1] if facts else None, name if facts else None,
-                              "the running kernel's machine name"))
-        if facts:
+                              "the running kernel's machine name (under this process's personality)", used=agrees))
+        if facts and agrees:
             return ArchInfo(name, "uname(2)", None, facts[0], facts[1], tuple(clues))
+        if facts:
+            return None  # the cpuinfo layout decides
         return ArchInfo(name, "uname(2)", None, None, None, tuple(clues))
     return None
 
