@@ -1592,3 +1592,24 @@ def test_firmware_trusts_a_shown_vmx_only_on_kernels_that_hide_it():
     # The `vmx flags` line came with the hiding: it tells a 5.6+ kernel where the release is unknown.
     unknown_release = intel_desktop(modules=()).without("/proc/sys/kernel/osrelease", "/proc/version")
     assert run_check("cpu.firmware", unknown_release).status is Status.PASS
+
+
+# -- a kernel without loadable-module support: modprobe cannot help -------------------------------------------------
+MONOLITHIC = {"/boot/config-6.8.0-45-generic": "CONFIG_KVM=y\n# CONFIG_MODULES is not set\n# CONFIG_VHOST_NET is not set\n"}
+
+
+def test_a_device_missing_from_a_kernel_without_modules_is_not_told_to_modprobe():
+    """Reverted, a monolithic kernel (this development VM's) was told `sudo modprobe vhost_net`."""
+    result = run_check("devices.vhost-net", intel_desktop(vhost_net=False).with_files(MONOLITHIC), KVM)
+    assert "modprobe" not in result.remediation
+    assert result.remediation.startswith("This kernel cannot load modules (`# CONFIG_MODULES is not set` in "
+                                         "/boot/config-6.8.0-45-generic): boot a kernel built with `CONFIG_VHOST_NET=y`")
+    # With modules, modprobe it is.
+    assert "`sudo modprobe vhost_net`" in run_check("devices.vhost-net", intel_desktop(vhost_net=False), KVM).remediation
+
+
+def test_a_missing_vendor_module_in_a_kernel_without_modules_asks_for_a_kernel_built_with_it():
+    tree = intel_desktop(modules=(), builtin=("kvm",)).with_files(MONOLITHIC)
+    result = run_check("kvm.module", tree)
+    assert result.status is Status.FAIL and "modprobe" not in result.remediation
+    assert "`CONFIG_KVM_INTEL=y` or `CONFIG_KVM_AMD=y`" in result.remediation

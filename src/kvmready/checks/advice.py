@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from kvmready import cpuvendors
+
+if TYPE_CHECKING:
+    from kvmready.facts import Facts
 
 # How to let a VM see VT-x/AMD-V, per outer hypervisor (host.hypervisor names).
 EXPOSE_NESTED = {
@@ -95,6 +98,23 @@ def expose_nested(hypervisor: Optional[str], vendor: Optional[str] = None) -> st
 
 def firmware_advice(vendor: Optional[str]) -> Optional[str]:
     return {cpuvendors.VMX: INTEL_FIRMWARE, cpuvendors.SVM: AMD_FIRMWARE}.get(cpuvendors.extension_of(vendor) or "")
+
+
+def no_module_support(facts: Facts) -> Optional[str]:
+    """Where the kernel's configuration shows no loadable-module support, the sentence that says so (modprobe and
+    /etc/modules-load.d cannot help there); else None."""
+    config = facts.kernel_config
+    if config.get("CONFIG_MODULES") != "n":
+        return None
+    return f"this kernel cannot load modules (`# CONFIG_MODULES is not set` in {config.source})"
+
+
+def load_module(facts: Facts, module: str, symbol: str) -> str:
+    """How to get `module` (Kconfig `symbol`) into the running kernel: modprobe, or a kernel built with it."""
+    monolithic = no_module_support(facts)
+    if monolithic:
+        return f"{monolithic[0].upper()}{monolithic[1:]}: boot a kernel built with `{symbol}=y`."
+    return (f"`sudo modprobe {module}` (and `echo {module} | sudo tee /etc/modules-load.d/{module}.conf` to keep it)")
 
 
 def modprobe_option(module: str, option: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
+from kvmready.checks import advice
 from kvmready.checks.base import CheckSpec, errored, failed, passed, skipped, warned
 from kvmready.facts.devices import TUN as TUN_PATH
 from kvmready.facts.devices import VHOST_NET as VHOST_NET_PATH
@@ -20,7 +21,7 @@ HARDWARE_GPU_DRIVERS = ("i915", "xe", "amdgpu", "radeon", "nouveau", "nvidia", "
 VIRTUAL_GPU_DRIVERS = ("virtio_gpu", "virtio-pci", "vmwgfx", "qxl", "vboxvideo", "bochs-drm", "bochs_drm", "cirrus", "hyperv_drm")
 
 
-def _device_check(facts: Facts, path: str, module: str, purpose: str, optional: bool = False) -> Outcome:
+def _device_check(facts: Facts, path: str, module: str, symbol: str, purpose: str, optional: bool = False) -> Outcome:
     """`optional`: guests work without it, only slower, so its absence is a warning."""
     node = facts.devices.get(path)
     evidence = node.evidence()
@@ -34,8 +35,7 @@ def _device_check(facts: Facts, path: str, module: str, purpose: str, optional: 
         missing = warned if optional else failed
         return missing(
             f"{path} does not exist: {purpose} unavailable",
-            f"`sudo modprobe {module}` (and `echo {module} | sudo tee /etc/modules-load.d/{module}.conf` to keep it); "
-            f"in a container, pass `--device {path}`.",
+            f"{advice.load_module(facts, module, symbol).rstrip('.')}; in a container, pass `--device {path}`.",
             evidence,
         )
     if not node.is_expected_char_device:
@@ -44,11 +44,11 @@ def _device_check(facts: Facts, path: str, module: str, purpose: str, optional: 
 
 
 def check_tun(facts: Facts, policy: Policy) -> Outcome:
-    return _device_check(facts, TUN_PATH, "tun", "bridged and NAT networking for guests")
+    return _device_check(facts, TUN_PATH, "tun", "CONFIG_TUN", "bridged and NAT networking for guests")
 
 
 def check_vhost_net(facts: Facts, policy: Policy) -> Outcome:
-    return _device_check(facts, VHOST_NET_PATH, "vhost_net", "in-kernel virtio-net acceleration", optional=True)
+    return _device_check(facts, VHOST_NET_PATH, "vhost_net", "CONFIG_VHOST_NET", "in-kernel virtio-net acceleration", optional=True)
 
 
 def check_render_node(facts: Facts, policy: Policy) -> Outcome:

@@ -40,8 +40,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
             wanted = _vendor_module(facts)
             return failed(
                 f"kvm is {how}, but no vendor module (kvm_intel, kvm_amd, kvm_pvm) provides it",
-                f"Load the module for this CPU: `sudo modprobe {wanted}`. If it fails with 'Operation not supported', "
-                "virtualization is off in firmware (see cpu.virtualization).",
+                _load_vendor_module(facts, wanted),
                 evidence,
             )
         device = facts.devices.get(KVM)
@@ -63,12 +62,24 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
             evidence,
         )
     wanted = _vendor_module(facts)
+    monolithic = advice.no_module_support(facts)
     return failed(
         "no KVM module: neither kvm nor a vendor module is loaded or built in",
+        f"{monolithic[0].upper()}{monolithic[1:]}: boot a kernel built with `CONFIG_KVM=y` and `CONFIG_KVM_INTEL=y` or "
+        "`CONFIG_KVM_AMD=y`." if monolithic else
         f"Load it now with `sudo modprobe {wanted.split(' ')[0]}`, and at every boot with "
         f"`echo {wanted.split(' ')[0]} | sudo tee /etc/modules-load.d/kvm.conf`.",
         evidence,
     )
+
+
+def _load_vendor_module(facts: Facts, wanted: str) -> str:
+    monolithic = advice.no_module_support(facts)
+    if monolithic:
+        return (f"{monolithic[0].upper()}{monolithic[1:]}, and {wanted} is not built in: boot a kernel built with "
+                "`CONFIG_KVM_INTEL=y` or `CONFIG_KVM_AMD=y` for this CPU.")
+    return (f"Load the module for this CPU: `sudo modprobe {wanted}`. If it fails with 'Operation not supported', "
+            "virtualization is off in firmware (see cpu.virtualization).")
 
 
 def check_device(facts: Facts, policy: Policy) -> Outcome:
