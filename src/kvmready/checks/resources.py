@@ -62,7 +62,7 @@ def check_memory(facts: Facts, policy: Policy) -> Outcome:
                        "Add memory: every running VM needs its guest memory on top of what the host uses."),
         below_recommended=(f"{shown}: less than a machine with {gib(policy.recommended_memory_bytes)} installed, as recommended",
                            "Add memory, or give guests small memory sizes."),
-        enough=f"{shown}: at least {gib(policy.recommended_memory_bytes)} installed, as recommended",
+        enough=f"{shown}: as much as a machine with {gib(policy.recommended_memory_bytes)} installed shows, as recommended",
     )
 
 
