@@ -116,6 +116,15 @@ def test_a_missing_device_in_a_container_says_how_to_pass_it_in(runtime, words):
     assert result.evidence["container"]["container"] == TREES[runtime][1]
 
 
+def test_a_built_in_kvm_module_without_dev_kvm_in_a_container_is_not_called_failed():
+    """The host's built-in kvm_intel shows in a container's /sys/module; its /dev/kvm is simply not passed in."""
+    files = {path: data.decode() for path, data in TREES["docker, cgroup v1"][0].items()}
+    tree = intel_desktop(modules=(), builtin=("kvm", "kvm_intel"), kvm_present=False).with_files(files)
+    assert run_check("kvm.module", tree).status is Status.PASS
+    bare_metal = intel_desktop(modules=(), builtin=("kvm", "kvm_intel"), kvm_present=False)
+    assert run_check("kvm.module", bare_metal).status is Status.FAIL
+
+
 def test_a_vm_with_a_stray_dockerenv_is_not_told_it_is_a_container():
     tree = tree_with(TREES["VM with a stray /.dockerenv"][0]).with_nodes({"/dev/kvm": None})
     result = run_check("kvm.device", tree)

@@ -113,7 +113,7 @@ def load_module(facts: Facts, module: str, symbol: str) -> str:
     """How to get `module` (Kconfig `symbol`) into the running kernel: modprobe, or a kernel built with it."""
     monolithic = no_module_support(facts)
     if monolithic:
-        return f"{monolithic[0].upper()}{monolithic[1:]}: boot a kernel built with `{symbol}=y`."
+        return sentence(f"{monolithic}: boot a kernel built with `{symbol}=y`")
     return (f"`sudo modprobe {module}` (and `echo {module} | sudo tee /etc/modules-load.d/{module}.conf` to keep it)")
 
 

@@ -45,7 +45,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
             )
         device = facts.devices.get(KVM)
         if module.builtin and provider in HARDWARE_KVM_MODULES and device.node is None and device.error is None \
-                and not facts.dev_uncaptured:
+                and not facts.dev_uncaptured and facts.container.name is None:  # a container may just lack the node
             # /sys/module lists a built-in module whose initialisation failed too; only that init makes /dev/kvm.
             evidence["kvm_device"] = False
             return failed(
@@ -65,8 +65,8 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
     monolithic = advice.no_module_support(facts)
     return failed(
         "no KVM module: neither kvm nor a vendor module is loaded or built in",
-        f"{monolithic[0].upper()}{monolithic[1:]}: boot a kernel built with `CONFIG_KVM=y` and `CONFIG_KVM_INTEL=y` or "
-        "`CONFIG_KVM_AMD=y`." if monolithic else
+        advice.sentence(f"{monolithic}: boot a kernel built with `CONFIG_KVM=y` and `CONFIG_KVM_INTEL=y` or "
+                        "`CONFIG_KVM_AMD=y`") if monolithic else
         f"Load it now with `sudo modprobe {wanted.split(' ')[0]}`, and at every boot with "
         f"`echo {wanted.split(' ')[0]} | sudo tee /etc/modules-load.d/kvm.conf`.",
         evidence,
@@ -76,8 +76,8 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
 def _load_vendor_module(facts: Facts, wanted: str) -> str:
     monolithic = advice.no_module_support(facts)
     if monolithic:
-        return (f"{monolithic[0].upper()}{monolithic[1:]}, and {wanted} is not built in: boot a kernel built with "
-                "`CONFIG_KVM_INTEL=y` or `CONFIG_KVM_AMD=y` for this CPU.")
+        return advice.sentence(f"{monolithic}, and {wanted} is not built in: boot a kernel built with "
+                               "`CONFIG_KVM_INTEL=y` or `CONFIG_KVM_AMD=y` for this CPU")
     return (f"Load the module for this CPU: `sudo modprobe {wanted}`. If it fails with 'Operation not supported', "
             "virtualization is off in firmware (see cpu.virtualization).")
 
