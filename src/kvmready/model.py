@@ -6,7 +6,7 @@ deterministically.
 
 import enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import datetime
@@ -154,6 +154,12 @@ class CheckResult(NamedTuple):
         }
 
 
+def nothing_observed(results: Sequence["CheckResult"]) -> bool:
+    """No check passed, warned or failed: every one skipped (`--only kvm.guest` on a --root tree) or broke.
+    READY would claim what nobody looked at."""
+    return bool(results) and all(r.status in (Status.SKIP, Status.ERROR) for r in results)
+
+
 class Report(NamedTuple):
     tool_version: str
     target: Target
@@ -187,8 +193,7 @@ class Report(NamedTuple):
 
     @property
     def observed_nothing(self) -> bool:
-        """No check passed, warned or failed: every one skipped or broke."""
-        return bool(self.checks) and all(c.status in (Status.SKIP, Status.ERROR) for c in self.checks)
+        return nothing_observed(self.checks)
 
     def check(self, check_id: str) -> CheckResult:
         for result in self.checks:

@@ -23,12 +23,11 @@ from kvmready.model import (
     Status,
     Target,
     Verdict,
+    nothing_observed,
     utc_timestamp,
 )
 from kvmready.targets import Policy
 from kvmready.targets import policy as policy_for
-
-# A check's place in the registry, which every ordering for people follows.
 
 
 class SelectionError(ValueError):
@@ -119,17 +118,11 @@ def verdict_of(results: Sequence[CheckResult]) -> Verdict:
     required = [r for r in results if r.severity is Severity.REQUIRED]
     if any(r.status is Status.FAIL for r in required):
         return Verdict.NOT_READY
-    if any(r.status is Status.ERROR or r.undecided for r in required) or _nothing_observed(results):
+    if any(r.status is Status.ERROR or r.undecided for r in required) or nothing_observed(results):
         return Verdict.INDETERMINATE
     if any(r.is_warning for r in results):
         return Verdict.READY_WITH_WARNINGS
     return Verdict.READY
-
-
-def _nothing_observed(results: Sequence[CheckResult]) -> bool:
-    """No check passed, warned or failed: every one skipped (`--only kvm.guest` on a --root tree) or broke.
-    READY would claim what nobody looked at.  (Report.observed_nothing says the same of a finished report.)"""
-    return bool(results) and all(r.status in (Status.SKIP, Status.ERROR) for r in results)
 
 
 def reasons_of(results: Sequence[CheckResult], verdict: Verdict) -> List[str]:
