@@ -189,10 +189,22 @@ def test_no_check_crashed(host, target):
     assert crashed == []
 
 
-@pytest.mark.parametrize("host", HOSTS)
-def test_no_fixture_is_ready_for_workstation_without_proof(host):
-    # None of the captures shows a working /dev/kvm, so none can be plain "ready" for Workstation.
-    assert report(host, "workstation")["verdict"] != "ready"
+@pytest.mark.parametrize(("host", "target"), CASES)
+def test_no_tree_is_ready_without_proof(host, target):
+    """A tree runs no guest: whatever it shows, it cannot show that KVM works (no ready, no exit 0)."""
+    data = report(host, target)
+    assert data["verdict"] in ("not_ready", "indeterminate"), data["reasons"]
+    assert data["exit_code"] in (1, 3)
+
+
+@pytest.mark.parametrize(("host", "target"), CASES)
+def test_bare_metal_only_on_the_platforms_word(host, target):
+    """'bare metal' needs DMI or a device tree read (or positive evidence): cpuinfo alone is a weak witness."""
+    check = check_of(report(host, target), "host.hypervisor")
+    if check["status"] == "pass" and "bare metal" in check["summary"]:
+        assert check["evidence"].get("platform_seen", True) or any(
+            clue["suggests"] is None and "clocksource" not in clue["source"] for clue in check["evidence"]["clues"]
+        ), check["summary"]
 
 
 # -- firecracker-pvm-host: the development machine, KVM through kvm_pvm ---------------------
