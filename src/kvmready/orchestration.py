@@ -101,10 +101,9 @@ def capture_snapshot(vm_dir: str, live_system: Any = None, root_host: Optional[H
     from kvmready.host import DirectoryHost
     from kvmready.runner import run
     from kvmready.snapshot import FORMAT, FORMAT_VERSION, RecordingHost, write_archive
-
-    checked_vm_dir(vm_dir)
     from kvmready.summary import host_summary
 
+    checked_vm_dir(vm_dir)
     recording = RecordingHost(root_host or DirectoryHost("/"))
     facts = Facts(recording, live_system=live_system or LiveSystem(), vm_dir=vm_dir)
     for target in Target:  # the union of what any check of any target reads

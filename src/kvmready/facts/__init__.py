@@ -202,7 +202,7 @@ class Facts:
         """
         table = self.modules
         present = [name for name in modules.KVM_VENDOR_MODULES if table.has(name)]
-        own = cpuvendors.KVM_MODULE_FOR.get(cpuvendors.extension_of(getattr(self.cpu, "vendor", None)) or "")
+        own = cpuvendors.KVM_MODULE_FOR.get(cpuvendors.extension_of(safe(lambda: self.cpu.vendor)) or "")
         if own:
             present = [name for name in present if name == own or name not in modules.HARDWARE_KVM_MODULES]
         if present:

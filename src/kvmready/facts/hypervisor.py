@@ -219,7 +219,9 @@ def collect(host: Host, hypervisor_flag: bool, cpuid_signature: Optional[str] = 
     name = _decide(clues)
     vendor = _vendor(clues, name)
     guest_type, guest_type_source = _xen_guest_type(read, clues) if name == "xen" and xen_role != "dom0" else (None, None)
-    platform_seen = listing(DMI_DIR) is not None or listing(DEVICE_TREE) is not None
+    # A directory listing, or a DMI value read (a snapshot from before the listings were recorded has only those).
+    platform_seen = (listing(DMI_DIR) is not None or listing(DEVICE_TREE) is not None
+                     or read(f"{DMI_DIR}/sys_vendor") is not None)
     return HypervisorInfo(name, tuple(clues), xen_role, tuple(unreadable), guest_type, guest_type_source, vendor, platform_seen)
 
 
