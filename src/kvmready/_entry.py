@@ -45,6 +45,23 @@ def _on_stop_signal(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
+def _on_unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
+    """A stop signal that landed in a weakref callback or a __del__ (the import machinery has both) raises Stopped
+    where no exception can propagate: Python would print "Exception ignored" with a traceback and run on.  Deliver
+    the signal again a moment later, from another thread, so that it lands in ordinary code (this hook runs in the
+    same unraisable context) and stops the run as any other does."""
+    stop = unraisable.exc_value
+    if isinstance(stop, Stopped):
+        import threading
+
+        signal.signal(stop.signum, _on_stop_signal)
+        again = threading.Timer(0.001, os.kill, (os.getpid(), stop.signum))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _bound_columns() -> None:
     """COLUMNS past MAX_COLUMNS is MAX_COLUMNS for everything that reads it (rich, shutil)."""
     columns = os.environ.get("COLUMNS", "")
@@ -55,6 +72,7 @@ def _bound_columns() -> None:
 def main() -> None:
     gc.disable()
     _bound_columns()
+    sys.unraisablehook = _on_unraisable
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_stop_signal)
     try:
