@@ -638,13 +638,28 @@ def test_fleet_help_asked_for_exits_0():
     assert result.exit_code == 0 and "summarize" in result.stdout and result.stderr == ""
 
 
+def _check_with_runner_patched(patch: str) -> subprocess.CompletedProcess:
+    """`kvmready check --root <the PVM fixture>` through the real entry point, after `patch` (Python source that
+    replaces `runner.run`; `os`, `signal` and `runner` are imported for it)."""
+    src = Path(__file__).resolve().parent.parent / "src"
+    program = (
+        "import os, signal, kvmready.runner as runner\n"
+        + patch
+        + "import sys; sys.argv = ['kvmready', 'check', '--root', sys.argv[1]]\n"
+        "from kvmready._entry import main; main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", program, str(fixture_root("firecracker-pvm-host"))],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(src)},
+    )
+
+
 def test_ctrl_c_inside_a_destructor_still_stops_the_run():
     """A signal can land while Python runs a __del__ or a weakref callback (the import machinery has both), where
     the handler's exception cannot propagate. Reverted, Python printed "Exception ignored ... Stopped" with a
     traceback and the run went on (CI saw it once under load, in the Ctrl-C-at-any-moment test)."""
-    src = Path(__file__).resolve().parent.parent / "src"
-    program = (
-        "import os, signal, kvmready.runner as runner\n"
+    result = _check_with_runner_patched(
         "class Dying:\n"
         "    def __del__(self):\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
@@ -655,33 +670,15 @@ def test_ctrl_c_inside_a_destructor_still_stops_the_run():
         "    import time; time.sleep(5)  # ordinary code, where the signal delivered again lands\n"
         "    return real(*args, **kwargs)\n"
         "runner.run = run\n"
-        "import sys; sys.argv = ['kvmready', 'check', '--root', sys.argv[1]]\n"
-        "from kvmready._entry import main; main()\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", program, str(fixture_root("firecracker-pvm-host"))],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(src)},
     )
     assert (result.returncode, result.stderr, result.stdout) == (130, "kvmready: interrupted\n", "")
 
 
 def test_ctrl_c_exits_130_with_one_line_and_no_traceback():
     """SIGINT in the middle of a run (here: while the checks run) ends it with exit 130."""
-    src = Path(__file__).resolve().parent.parent / "src"
-    program = (
-        "import os, signal, kvmready.runner as runner\n"
+    result = _check_with_runner_patched(
         "def interrupted(*args, **kwargs):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "runner.run = interrupted\n"
-        "import sys; sys.argv = ['kvmready', 'check', '--root', sys.argv[1]]\n"
-        "from kvmready._entry import main; main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program, str(fixture_root("firecracker-pvm-host"))],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(src)},
-    )
-    assert result.returncode == 130
-    assert result.stderr == "kvmready: interrupted\n"
-    assert result.stdout == ""
+    assert (result.returncode, result.stderr, result.stdout) == (130, "kvmready: interrupted\n", "")
