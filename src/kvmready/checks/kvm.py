@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from kvmready.targets import Policy
 
 
+# Where a vendor module's initialisation failed (it alone registers /dev/kvm).
+WHY_NO_INIT = ("see cpu.virtualization and cpu.firmware, and `sudo dmesg | grep -i kvm` for why (often VT-x/AMD-V "
+               "disabled in the firmware setup)")
+
+
 def _vendor_module(facts: Facts) -> str:
     extension = cpuvendors.extension_of(getattr(facts.cpu, "vendor", None))
     return cpuvendors.KVM_MODULE_FOR.get(extension or "", "kvm_intel or kvm_amd")
@@ -50,8 +55,7 @@ def check_module(facts: Facts, policy: Policy) -> Outcome:
             evidence["kvm_device"] = False
             return failed(
                 f"{provider} is built into the kernel, but {KVM} does not exist: its initialisation failed",
-                "See cpu.virtualization and cpu.firmware, and `sudo dmesg | grep -i kvm` for why (often VT-x/AMD-V "
-                "disabled in the firmware setup).",
+                advice.sentence(WHY_NO_INIT),
                 evidence,
             )
         return passed(f"{provider} provides KVM, {how}", evidence)
@@ -119,8 +123,7 @@ def _missing_device_fix(facts: Facts) -> str:
         # kvm_init in the vendor module registers /dev/kvm: without the node, that initialisation failed (or no
         # vendor module exists), and a node made by hand would lead nowhere.
         return (f"{KVM} is made when {facts.kvm_module if facts.kvm_module != 'kvm' else 'kvm_intel or kvm_amd'} "
-                "initialises, which it did not: see cpu.virtualization and cpu.firmware, and `sudo dmesg | grep -i kvm` "
-                "for why (often VT-x/AMD-V disabled in the firmware setup).")
+                f"initialises, which it did not: {WHY_NO_INIT}.")
     return (
         f"The module is present but the node is not: recreate it with `sudo mknod {KVM} c 10 232` and fix its "
         "permissions, or check that udev runs (`sudo udevadm trigger --subsystem-match=misc`)."
