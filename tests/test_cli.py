@@ -667,7 +667,8 @@ def test_ctrl_c_inside_a_destructor_still_stops_the_run():
         "real = runner.run\n"
         "def run(*args, **kwargs):\n"
         "    Dying()  # freed at once\n"
-        "    import time; time.sleep(5)  # ordinary code, where the signal delivered again lands\n"
+        "    import time; deadline = time.monotonic() + 5\n"
+        "    while time.monotonic() < deadline: pass  # ordinary code, where the stop raised again lands\n"
         "    return real(*args, **kwargs)\n"
         "runner.run = run\n"
     )

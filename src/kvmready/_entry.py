@@ -47,19 +47,30 @@ def _on_stop_signal(signum: int, frame: object) -> None:
 
 def _on_unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
     """A stop signal that landed in a weakref callback or a __del__ (the import machinery has both) raises Stopped
-    where no exception can propagate: Python would print "Exception ignored" with a traceback and run on.  Deliver
-    the signal again a moment later, from another thread, so that it lands in ordinary code (this hook runs in the
-    same unraisable context) and stops the run as any other does."""
+    where no exception can propagate: Python would print "Exception ignored" with a traceback and run on.  Raise it
+    again a moment later, from another thread, as an asynchronous exception in the main thread, so that it lands in
+    ordinary code and stops the run as any other does.  Stop signals stay ignored meanwhile (the handler ignored
+    them), so a second Ctrl-C cannot land in here; should the exception land in such a context again, this hook
+    runs again and so does the retry."""
     stop = unraisable.exc_value
     if isinstance(stop, Stopped):
         import threading
 
-        signal.signal(stop.signum, _on_stop_signal)
-        again = threading.Timer(0.001, os.kill, (os.getpid(), stop.signum))
+        again = threading.Timer(0.001, _raise_in_main, (threading.main_thread().ident, stop.signum))
         again.daemon = True
         again.start()
         return
     sys.__unraisablehook__(unraisable)
+
+
+def _raise_in_main(thread_id: int, signum: int) -> None:
+    import ctypes
+
+    class StoppedBy(Stopped):  # an asynchronous exception is given as a class: this one knows its signal
+        def __init__(self) -> None:
+            super().__init__(signum)
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(StoppedBy))
 
 
 def _bound_columns() -> None:
